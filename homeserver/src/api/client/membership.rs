@@ -1,0 +1,184 @@
+//! Membership endpoints: join, invite, leave, forget, kick, ban, unban, joined rooms.
+
+use std::sync::Arc;
+
+use ruma::{
+    OwnedRoomId, RoomOrAliasId,
+    api::client::membership::{
+        ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias,
+        joined_rooms, kick_user, leave_room, unban_user,
+    },
+    events::room::member::MembershipState,
+};
+
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        ruma::Ruma,
+    },
+    service::{Services, rooms::RoomError},
+};
+
+/// Runs blocking room work off the async executor.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// A local room from an ID or alias.
+fn resolve_room(services: &Services, target: &RoomOrAliasId) -> ApiResult<OwnedRoomId> {
+    match <&ruma::RoomId>::try_from(target) {
+        Ok(room_id) => Ok(room_id.to_owned()),
+        Err(alias) => services
+            .rooms
+            .aliases
+            .resolve(alias)?
+            .map(|entry| entry.room_id)
+            .ok_or_else(|| ApiError::NotFound(format!("room alias {alias} is not known"))),
+    }
+}
+
+fn join_error(error: RoomError) -> ApiError {
+    match error {
+        RoomError::UnknownRoom(room) => ApiError::NotFound(format!(
+            "room {room} is not known to this server; joining rooms on other servers needs federation"
+        )),
+        other => other.into(),
+    }
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/join`
+pub async fn join_by_id(
+    services: Arc<Services>,
+    req: Ruma<join_room_by_id::v3::Request>,
+) -> ApiResult<join_room_by_id::v3::Response> {
+    let room_id = req.body.room_id.clone();
+    let user = req.auth.user_id.clone();
+    let reason = req.body.reason.clone();
+    let room_id = blocking(move || services.join(&room_id, &user, reason.as_deref()).map_err(join_error)).await?;
+    Ok(join_room_by_id::v3::Response::new(room_id))
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+pub async fn join_by_id_or_alias(
+    services: Arc<Services>,
+    req: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
+    let user = req.auth.user_id.clone();
+    let reason = req.body.reason.clone();
+    let room_id = blocking(move || {
+        let room_id = resolve_room(&services, &req.body.room_id_or_alias)?;
+        services.join(&room_id, &user, reason.as_deref()).map_err(join_error)
+    })
+    .await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/invite`
+pub async fn invite(
+    services: Arc<Services>,
+    req: Ruma<invite_user::v3::Request>,
+) -> ApiResult<invite_user::v3::Response> {
+    let invite_user::v3::InvitationRecipient::UserId(recipient) = &req.body.recipient else {
+        return Err(ApiError::Forbidden("third-party invites are not supported by this server".into()));
+    };
+    let invitee = recipient.user_id.clone();
+    let reason = recipient.reason.clone();
+    if invitee.server_name() == services.config.server_name && !services.accounts.exists(&invitee)? {
+        return Err(ApiError::NotFound(format!("user {invitee} does not exist")));
+    }
+    let sender = req.auth.user_id.clone();
+    blocking(move || {
+        services.rooms.invite(&req.body.room_id, &sender, &invitee, reason.as_deref(), false)?;
+        Ok(())
+    })
+    .await?;
+    Ok(invite_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/leave`
+pub async fn leave(services: Arc<Services>, req: Ruma<leave_room::v3::Request>) -> ApiResult<leave_room::v3::Response> {
+    let user = req.auth.user_id.clone();
+    blocking(move || {
+        match services.rooms.membership(&req.body.room_id, &user)? {
+            Some(entry) if matches!(entry.membership, MembershipState::Leave | MembershipState::Ban) => {
+                return Ok(());
+            }
+            None => return Err(ApiError::NotFound("you are not a member of this room".into())),
+            _ => {}
+        }
+        services.leave(&req.body.room_id, &user, req.body.reason.as_deref())?;
+        Ok(())
+    })
+    .await?;
+    Ok(leave_room::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/forget`
+pub async fn forget(services: Arc<Services>, req: Ruma<forget_room::v3::Request>) -> ApiResult<forget_room::v3::Response> {
+    match services.rooms.membership(&req.body.room_id, &req.auth.user_id)? {
+        Some(entry) if matches!(entry.membership, MembershipState::Leave | MembershipState::Ban) => {
+            services.rooms.forget(&req.body.room_id, &req.auth.user_id)?;
+            Ok(forget_room::v3::Response::new())
+        }
+        Some(_) => Err(ApiError::BadJson("leave the room before forgetting it".into())),
+        None => Err(ApiError::NotFound("you are not a member of this room".into())),
+    }
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/kick`
+pub async fn kick(services: Arc<Services>, req: Ruma<kick_user::v3::Request>) -> ApiResult<kick_user::v3::Response> {
+    let sender = req.auth.user_id.clone();
+    blocking(move || {
+        let body = req.body;
+        match services.rooms.membership(&body.room_id, &body.user_id)? {
+            Some(entry) if matches!(entry.membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock) => {}
+            _ => return Err(ApiError::Forbidden(format!("{} is not in the room", body.user_id))),
+        }
+        services.set_membership(&body.room_id, &sender, &body.user_id, MembershipState::Leave, body.reason.as_deref())?;
+        Ok(())
+    })
+    .await?;
+    Ok(kick_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/ban`
+pub async fn ban(services: Arc<Services>, req: Ruma<ban_user::v3::Request>) -> ApiResult<ban_user::v3::Response> {
+    let sender = req.auth.user_id.clone();
+    blocking(move || {
+        let body = req.body;
+        services.set_membership(&body.room_id, &sender, &body.user_id, MembershipState::Ban, body.reason.as_deref())?;
+        Ok(())
+    })
+    .await?;
+    Ok(ban_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/unban`
+pub async fn unban(services: Arc<Services>, req: Ruma<unban_user::v3::Request>) -> ApiResult<unban_user::v3::Response> {
+    let sender = req.auth.user_id.clone();
+    blocking(move || {
+        let body = req.body;
+        match services.rooms.membership(&body.room_id, &body.user_id)? {
+            Some(entry) if entry.membership == MembershipState::Ban => {}
+            _ => return Err(ApiError::Forbidden(format!("{} is not banned", body.user_id))),
+        }
+        services.set_membership(&body.room_id, &sender, &body.user_id, MembershipState::Leave, body.reason.as_deref())?;
+        Ok(())
+    })
+    .await?;
+    Ok(unban_user::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/joined_rooms`
+pub async fn joined(services: Arc<Services>, req: Ruma<joined_rooms::v3::Request>) -> ApiResult<joined_rooms::v3::Response> {
+    let rooms = services
+        .rooms
+        .rooms_of(&req.auth.user_id)?
+        .into_iter()
+        .filter(|(_, entry)| entry.membership == MembershipState::Join)
+        .map(|(room, _)| room)
+        .collect();
+    Ok(joined_rooms::v3::Response::new(rooms))
+}

@@ -1,0 +1,104 @@
+//! The Client-Server API: one module per area of the spec, and the route table.
+
+mod account;
+mod account_data;
+mod devices;
+mod directory;
+mod discovery;
+mod ephemeral;
+mod filter;
+mod members;
+pub(crate) mod membership;
+mod message;
+mod presence;
+mod profile;
+mod register;
+mod room_create;
+mod session;
+mod state;
+mod sync;
+pub(crate) mod uiaa;
+mod unconfigured;
+mod user_directory;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use super::ruma::RumaRouter;
+use crate::service::Services;
+
+/// Every client endpoint, registered from ruma's metadata.
+pub fn routes() -> Router<Arc<Services>> {
+    Router::new()
+        .ruma_route(discovery::well_known)
+        .ruma_route(discovery::versions)
+        .ruma_route(discovery::capabilities)
+        .ruma_route(session::login_types)
+        .ruma_route(session::login)
+        .ruma_route(session::logout)
+        .ruma_route(session::logout_all)
+        .ruma_route(session::whoami)
+        .ruma_route(register::register)
+        .ruma_route(register::available)
+        .ruma_route(account::change_password)
+        .ruma_route(account::deactivate)
+        .ruma_route(devices::list)
+        .ruma_route(devices::get)
+        .ruma_route(devices::update)
+        .ruma_route(devices::delete)
+        .ruma_route(devices::delete_many)
+        .ruma_route(profile::get)
+        .ruma_route(profile::get_displayname)
+        .ruma_route(profile::set_displayname)
+        .ruma_route(profile::get_avatar)
+        .ruma_route(profile::set_avatar)
+        .ruma_route(filter::create)
+        .ruma_route(filter::get)
+        .ruma_route(room_create::create_room)
+        .ruma_route(membership::join_by_id)
+        .ruma_route(membership::join_by_id_or_alias)
+        .ruma_route(membership::invite)
+        .ruma_route(membership::leave)
+        .ruma_route(membership::forget)
+        .ruma_route(membership::kick)
+        .ruma_route(membership::ban)
+        .ruma_route(membership::unban)
+        .ruma_route(membership::joined)
+        .ruma_route(message::send)
+        .ruma_route(message::redact)
+        .ruma_route(message::get_event)
+        .ruma_route(message::context)
+        .ruma_route(message::messages)
+        .ruma_route(state::get_all)
+        .ruma_route(state::get_one)
+        .ruma_route(state::send)
+        .ruma_route(members::members)
+        .ruma_route(members::joined)
+        .ruma_route(directory::create)
+        .ruma_route(directory::get)
+        .ruma_route(directory::delete)
+        .ruma_route(directory::room_aliases)
+        .ruma_route(directory::get_visibility)
+        .ruma_route(directory::set_visibility)
+        .ruma_route(directory::public_rooms)
+        .ruma_route(directory::public_rooms_filtered)
+        .ruma_route(sync::sync)
+        .ruma_route(ephemeral::typing)
+        .ruma_route(ephemeral::receipt)
+        .ruma_route(ephemeral::read_markers)
+        .ruma_route(account_data::set_global)
+        .ruma_route(account_data::get_global)
+        .ruma_route(account_data::set_room)
+        .ruma_route(account_data::get_room)
+        .ruma_route(account_data::get_room_tags)
+        .ruma_route(account_data::put_tag)
+        .ruma_route(account_data::delete_room_tag)
+        .ruma_route(presence::set)
+        .ruma_route(presence::get)
+        .ruma_route(user_directory::search)
+        .ruma_route(unconfigured::push_rules)
+        .ruma_route(unconfigured::turn_server)
+        .ruma_route(unconfigured::pushers)
+        .ruma_route(unconfigured::protocols)
+}

@@ -1,0 +1,113 @@
+//! Logging in and out: `/login`, `/logout`, `/logout/all`, `/account/whoami`.
+
+use std::sync::Arc;
+
+use ruma::{
+    OwnedUserId,
+    api::client::{
+        account::whoami,
+        session::{
+            get_login_types::{self, v3::LoginType},
+            login::{self, v3::LoginInfo},
+            logout, logout_all,
+        },
+        uiaa::UserIdentifier,
+    },
+};
+
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        ruma::Ruma,
+    },
+    service::Services,
+};
+
+/// `GET /_matrix/client/v3/login`
+pub async fn login_types(
+    _: Arc<Services>,
+    _: Ruma<get_login_types::v3::Request>,
+) -> ApiResult<get_login_types::v3::Response> {
+    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(Default::default())]))
+}
+
+/// `POST /_matrix/client/v3/login`
+pub async fn login(
+    services: Arc<Services>,
+    req: Ruma<login::v3::Request>,
+) -> ApiResult<login::v3::Response> {
+    let body = req.body;
+    let LoginInfo::Password(password) = &body.login_info else {
+        return Err(ApiError::Unrecognized);
+    };
+    #[allow(deprecated, reason = "older clients send `user` instead of `identifier`")]
+    let legacy_user = password.user.clone();
+    let named = match (&password.identifier, legacy_user) {
+        (Some(UserIdentifier::Matrix(id)), _) => Some(id.user.clone()),
+        (None, Some(user)) => Some(user),
+        _ => None,
+    };
+    let Some(named) = named else {
+        return Err(ApiError::Forbidden("only user-ID identifiers are supported".into()));
+    };
+    let user_id = resolve_user(&services, &named)?;
+    // The same answer for an unknown user and a wrong password.
+    let invalid = || ApiError::Forbidden("invalid user name or password".into());
+    let Some(user_id) = user_id else { return Err(invalid()) };
+    if let Some(account) = services.accounts.account(&user_id)? {
+        if account.deactivated {
+            return Err(ApiError::UserDeactivated("this account has been deactivated".into()));
+        }
+    }
+    if !services.accounts.check_password(&user_id, &password.password)? {
+        return Err(invalid());
+    }
+    let (device_id, token) = services.accounts.create_device(
+        &user_id,
+        body.device_id.clone(),
+        body.initial_device_display_name.clone(),
+        req.client_ip,
+    )?;
+    tracing::info!(%user_id, %device_id, "logged in");
+    let mut response = login::v3::Response::new(user_id, token, device_id);
+    response.well_known = Some(login::v3::DiscoveryInfo::new(login::v3::HomeserverInfo::new(
+        services.config.base_url(),
+    )));
+    #[allow(deprecated, reason = "older clients still read home_server")]
+    {
+        response.home_server = Some(services.config.server_name.clone());
+    }
+    Ok(response)
+}
+
+/// A local user named by full ID or localpart; `None` if it is remote or malformed.
+fn resolve_user(services: &Services, named: &str) -> ApiResult<Option<OwnedUserId>> {
+    let user_id = if named.starts_with('@') {
+        OwnedUserId::try_from(named.to_lowercase()).ok()
+    } else {
+        services.accounts.user_id(&named.to_lowercase()).ok()
+    };
+    Ok(user_id.filter(|u| u.server_name() == services.config.server_name))
+}
+
+/// `POST /_matrix/client/v3/logout`
+pub async fn logout(services: Arc<Services>, req: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
+    services.accounts.delete_device(&req.auth.user_id, &req.auth.device_id)?;
+    Ok(logout::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/logout/all`
+pub async fn logout_all(
+    services: Arc<Services>,
+    req: Ruma<logout_all::v3::Request>,
+) -> ApiResult<logout_all::v3::Response> {
+    services.accounts.delete_all_devices(&req.auth.user_id, None)?;
+    Ok(logout_all::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/account/whoami`
+pub async fn whoami(_: Arc<Services>, req: Ruma<whoami::v3::Request>) -> ApiResult<whoami::v3::Response> {
+    let mut response = whoami::v3::Response::new(req.auth.user_id, false);
+    response.device_id = Some(req.auth.device_id);
+    Ok(response)
+}

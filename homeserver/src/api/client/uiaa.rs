@@ -1,0 +1,95 @@
+//! User-interactive authentication for the endpoints that need it.
+
+use ruma::api::client::uiaa::{AuthData, UserIdentifier};
+use serde_json::{Value, json};
+
+use crate::{api::error::ApiError, service::Services};
+
+/// One accepted stage and how to check it.
+pub enum Stage<'a> {
+    /// `m.login.dummy`: always passes.
+    Dummy,
+    /// `m.login.registration_token`: one of the configured tokens.
+    RegistrationToken(&'a [String]),
+    /// `m.login.password`: the password of this user.
+    Password(&'a ruma::UserId),
+}
+
+impl Stage<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Stage::Dummy => "m.login.dummy",
+            Stage::RegistrationToken(_) => "m.login.registration_token",
+            Stage::Password(_) => "m.login.password",
+        }
+    }
+}
+
+/// Requires that `auth` completes one of `flows` (each a single stage here). Answers the UIA
+/// 401 with a session otherwise.
+pub fn require(
+    services: &Services,
+    purpose: &str,
+    auth: Option<&AuthData>,
+    flows: &[Stage<'_>],
+) -> Result<(), ApiError> {
+    let flow_names: Vec<Value> = flows.iter().map(|s| json!({ "stages": [s.name()] })).collect();
+    let info = |session: &str, error: Option<(&str, String)>| {
+        let mut body = json!({
+            "flows": flow_names,
+            "params": {},
+            "session": session,
+            "completed": services.uiaa.completed(session),
+        });
+        if let Some((code, message)) = error {
+            body["errcode"] = code.into();
+            body["error"] = message.into();
+        }
+        ApiError::Uiaa(body)
+    };
+    let Some(auth) = auth else {
+        return Err(info(&services.uiaa.open(purpose), None));
+    };
+    let session = match auth.session() {
+        Some(session) => session.to_owned(),
+        // Clients may skip the first round trip and send credentials straight away.
+        None => services.uiaa.open(purpose),
+    };
+    let stage_name = auth.auth_type().map(|t| t.as_str().to_owned()).unwrap_or_default();
+    let Some(stage) = flows.iter().find(|s| s.name() == stage_name) else {
+        return Err(info(&session, Some(("M_UNRECOGNIZED", format!("unsupported stage {stage_name}")))));
+    };
+    let passed = match (stage, auth) {
+        (Stage::Dummy, AuthData::Dummy(_)) => true,
+        (Stage::RegistrationToken(tokens), AuthData::RegistrationToken(given)) => {
+            tokens.iter().any(|t| constant_time_eq(t.as_bytes(), given.token.as_bytes()))
+        }
+        (Stage::Password(user), AuthData::Password(given)) => {
+            let named = match &given.identifier {
+                UserIdentifier::Matrix(id) => {
+                    id.user == user.as_str() || id.user == user.localpart()
+                }
+                _ => false,
+            };
+            named && services.accounts.check_password(user, &given.password)?
+        }
+        _ => false,
+    };
+    if !passed {
+        return Err(info(&session, Some(("M_FORBIDDEN", "invalid credentials for this stage".into()))));
+    }
+    if !services.uiaa.complete(&session, purpose, stage.name()) {
+        return Err(info(
+            &services.uiaa.open(purpose),
+            Some(("M_FORBIDDEN", "unknown or expired authentication session".into())),
+        ));
+    }
+    services.uiaa.close(&session);
+    Ok(())
+}
+
+/// Compares secrets without leaking where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

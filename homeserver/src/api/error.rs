@@ -1,0 +1,177 @@
+//! The one mapping from domain errors to Matrix errors (`errcode`, HTTP status, message).
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    service::{
+        accounts::AccountError,
+        rooms::RoomError,
+        StartError,
+    },
+    storage::StorageError,
+};
+
+/// An error answered to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No access token was given.
+    #[error("missing access token")]
+    MissingToken,
+    /// The access token is unknown or revoked.
+    #[error("unknown or expired access token")]
+    UnknownToken,
+    /// The action is not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is not JSON.
+    #[error("{0}")]
+    NotJson(String),
+    /// The body is JSON but does not fit the endpoint.
+    #[error("{0}")]
+    BadJson(String),
+    /// A required parameter is missing.
+    #[error("{0}")]
+    MissingParam(String),
+    /// A parameter has a wrong value.
+    #[error("{0}")]
+    InvalidParam(String),
+    /// The request or event is too large.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Unknown endpoint.
+    #[error("unrecognized request")]
+    Unrecognized,
+    /// Known endpoint, wrong method.
+    #[error("method not allowed for this endpoint")]
+    MethodNotAllowed,
+    /// The user ID is taken.
+    #[error("the user ID is already taken")]
+    UserInUse,
+    /// The user name is invalid.
+    #[error("{0}")]
+    InvalidUsername(String),
+    /// The room alias is taken.
+    #[error("{0}")]
+    RoomInUse(String),
+    /// The room version is not supported.
+    #[error("{0}")]
+    UnsupportedRoomVersion(String),
+    /// User-interactive authentication is needed: the body is the UIA state.
+    #[error("user-interactive authentication required")]
+    Uiaa(Value),
+    /// Too many requests.
+    #[error("too many requests")]
+    LimitExceeded {
+        /// When to retry.
+        retry_after_ms: u64,
+    },
+    /// The user is deactivated.
+    #[error("{0}")]
+    UserDeactivated(String),
+    /// Something broke on the server; the details are logged, not sent.
+    #[error("internal server error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::MissingToken => (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"),
+            Self::UnknownToken => (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "M_FORBIDDEN"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "M_NOT_FOUND"),
+            Self::NotJson(_) => (StatusCode::BAD_REQUEST, "M_NOT_JSON"),
+            Self::BadJson(_) => (StatusCode::BAD_REQUEST, "M_BAD_JSON"),
+            Self::MissingParam(_) => (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
+            Self::InvalidParam(_) => (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),
+            Self::Unrecognized => (StatusCode::NOT_FOUND, "M_UNRECOGNIZED"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED"),
+            Self::UserInUse => (StatusCode::BAD_REQUEST, "M_USER_IN_USE"),
+            Self::InvalidUsername(_) => (StatusCode::BAD_REQUEST, "M_INVALID_USERNAME"),
+            Self::RoomInUse(_) => (StatusCode::BAD_REQUEST, "M_ROOM_IN_USE"),
+            Self::UnsupportedRoomVersion(_) => {
+                (StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION")
+            }
+            Self::Uiaa(_) => (StatusCode::UNAUTHORIZED, "M_FORBIDDEN"),
+            Self::LimitExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),
+            Self::UserDeactivated(_) => (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, errcode) = self.parts();
+        let body = match &self {
+            Self::Uiaa(info) => info.clone(),
+            Self::LimitExceeded { retry_after_ms } => json!({
+                "errcode": errcode,
+                "error": self.to_string(),
+                "retry_after_ms": retry_after_ms,
+            }),
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                json!({ "errcode": errcode, "error": self.to_string() })
+            }
+            _ => json!({ "errcode": errcode, "error": self.to_string() }),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::LimitExceeded { retry_after_ms } = self {
+            if let Ok(value) = http::HeaderValue::from_str(&(retry_after_ms.div_ceil(1000)).to_string()) {
+                response.headers_mut().insert(http::header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl From<StartError> for ApiError {
+    fn from(error: StartError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl From<RoomError> for ApiError {
+    fn from(error: RoomError) -> Self {
+        match error {
+            RoomError::Storage(e) => e.into(),
+            RoomError::UnknownRoom(room) => Self::NotFound(format!("room {room} is not known to this server")),
+            RoomError::UnknownEvent => Self::NotFound("event not found".into()),
+            RoomError::Forbidden(reason) => Self::Forbidden(reason),
+            RoomError::TooLarge(_) => Self::TooLarge(error.to_string()),
+            RoomError::BadRequest(reason) => Self::BadJson(reason),
+            RoomError::UnsupportedVersion(_) => Self::UnsupportedRoomVersion(error.to_string()),
+            RoomError::AliasInUse(_) => Self::RoomInUse(error.to_string()),
+            RoomError::Signing(e) => Self::Internal(e),
+            RoomError::Malformed(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Storage(e) => e.into(),
+            AccountError::UserInUse => Self::UserInUse,
+            AccountError::InvalidUsername(reason) => Self::InvalidUsername(reason),
+            AccountError::Hash => Self::Internal("password hashing failed".into()),
+            AccountError::NotFound => Self::NotFound("not found".into()),
+        }
+    }
+}
+
+/// The result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,249 @@
+//! Ruma request types as axum handlers: parsing, authentication chosen by the request type's
+//! auth scheme, and route registration from the request metadata (nobody types a path).
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request, State},
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, on},
+};
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use ruma::api::{
+    IncomingRequest, Metadata as _, OutgoingResponse,
+    auth_scheme::{
+        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken,
+        NoAuthentication,
+    },
+    error::{DeserializationError, FromHttpRequestError},
+    path_builder::PathBuilder,
+};
+
+use super::error::ApiError;
+use crate::service::{Services, accounts::Session};
+
+/// How a request type authenticates its caller.
+pub trait Authenticate {
+    /// What the handler gets: a session, an optional session, or nothing.
+    type Identity: Send + 'static;
+    /// Authenticates the request.
+    fn authenticate(services: &Services, parts: &Parts) -> Result<Self::Identity, ApiError>;
+}
+
+impl Authenticate for AccessToken {
+    type Identity = Session;
+    fn authenticate(services: &Services, parts: &Parts) -> Result<Session, ApiError> {
+        let token = access_token(parts).ok_or(ApiError::MissingToken)?;
+        services.accounts.authenticate(&token)?.ok_or(ApiError::UnknownToken)
+    }
+}
+
+impl Authenticate for AccessTokenOptional {
+    type Identity = Option<Session>;
+    fn authenticate(services: &Services, parts: &Parts) -> Result<Option<Session>, ApiError> {
+        match access_token(parts) {
+            Some(token) => services.accounts.authenticate(&token)?.ok_or(ApiError::UnknownToken).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Authenticate for NoAuthentication {
+    type Identity = ();
+    fn authenticate(_: &Services, _: &Parts) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+impl Authenticate for NoAccessToken {
+    type Identity = ();
+    fn authenticate(_: &Services, _: &Parts) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+impl Authenticate for AppserviceToken {
+    type Identity = ();
+    fn authenticate(_: &Services, _: &Parts) -> Result<(), ApiError> {
+        // Application services are registered in a later milestone; until then no token matches.
+        Err(ApiError::UnknownToken)
+    }
+}
+
+impl Authenticate for AppserviceTokenOptional {
+    type Identity = ();
+    fn authenticate(_: &Services, _: &Parts) -> Result<(), ApiError> {
+        // Login and registration accept an appservice token; without registered appservices the
+        // request is treated as an ordinary one.
+        Ok(())
+    }
+}
+
+/// The access token from the `Authorization` header or the deprecated `access_token` query
+/// parameter.
+fn access_token(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        return value.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+    }
+    let query = parts.uri.query()?;
+    form_urlencoded_pairs(query).find(|(k, _)| k == "access_token").map(|(_, v)| v)
+}
+
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        let decode = |s: &str| {
+            percent_decode(&s.replace('+', " "))
+        };
+        Some((decode(k), decode(v)))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A parsed, authenticated request of ruma type `T`.
+pub struct Ruma<T: IncomingRequest>
+where
+    T::Authentication: Authenticate,
+{
+    /// The request.
+    pub body: T,
+    /// The caller, as the auth scheme defines it.
+    pub auth: <T::Authentication as Authenticate>::Identity,
+    /// The client's address, for device records.
+    pub client_ip: Option<String>,
+    /// The raw JSON body, for endpoints that keep unknown fields.
+    pub json_body: Option<serde_json::Value>,
+}
+
+impl<T> FromRequest<Arc<Services>> for Ruma<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: Authenticate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, services).await {
+            Ok(params) => params.iter().map(|(_, v)| v.to_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let auth = <T::Authentication as Authenticate>::authenticate(services, &parts)?;
+        let limit = services.config.limits.max_request_bytes;
+        let mut bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiError::TooLarge(format!("request body is larger than {limit} bytes"))
+        })?;
+        let mut json_body = None;
+        if T::METHOD != http::Method::GET {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                bytes = Bytes::from_static(b"{}");
+            }
+            let is_json = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.starts_with("application/json") || v.is_empty());
+            if is_json {
+                match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(value) => json_body = Some(value),
+                    Err(e) => return Err(ApiError::NotJson(format!("request body is not valid JSON: {e}"))),
+                }
+            }
+        }
+        let request = http::Request::from_parts(parts, bytes);
+        let body = T::try_from_http_request(request, &path_args).map_err(map_parse_error)?;
+        Ok(Self { body, auth, client_ip, json_body })
+    }
+}
+
+fn map_parse_error(error: FromHttpRequestError) -> ApiError {
+    match error {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+            ApiError::BadJson(format!("invalid request body: {e}"))
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => {
+            ApiError::InvalidParam(format!("invalid query parameter: {e}"))
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
+            ApiError::InvalidParam(format!("invalid identifier: {e}"))
+        }
+        other => ApiError::BadJson(other.to_string()),
+    }
+}
+
+/// A ruma response as an axum response.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                Response::from_parts(parts, Body::from(body.freeze()))
+            }
+            Err(e) => ApiError::Internal(format!("could not serialise response: {e}")).into_response(),
+        }
+    }
+}
+
+/// Registers ruma endpoints on a router.
+pub trait RumaRouter {
+    /// Registers `handler` for every path and the method of request type `T`.
+    fn ruma_route<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+}
+
+impl RumaRouter for Router<Arc<Services>> {
+    fn ruma_route<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        let method = match MethodFilter::try_from(T::METHOD) {
+            Ok(method) => method,
+            Err(_) => return self,
+        };
+        let mut router = self;
+        for path in T::PATH_BUILDER.all_paths() {
+            let handler = handler.clone();
+            router = router.route(
+                path,
+                on(method, move |State(services): State<Arc<Services>>, request: Ruma<T>| async move {
+                    handler(services, request).await.map(RumaResponse)
+                }),
+            );
+        }
+        router
+    }
+}

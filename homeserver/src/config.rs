@@ -1,0 +1,267 @@
+//! Server configuration: one TOML file, every key overridable by a `RELAIS_` environment variable.
+//!
+//! Defaults are embedded so that `relais serve` works with no file at all. Every option is
+//! documented in `config.example.toml`; a test keeps the two in step.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use ruma::{OwnedServerName, RoomVersionId};
+use serde::{Deserialize, Serialize};
+
+/// Errors raised while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has a value of the wrong kind, or an unknown key was given.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// A value parsed but breaks a rule (e.g. an unsupported room version).
+    #[error("invalid configuration: `{key}`: {reason}")]
+    Rule {
+        /// The dotted key path.
+        key: &'static str,
+        /// What is expected.
+        reason: String,
+    },
+}
+
+/// The whole configuration of a Relais homeserver.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Matrix server name: the part after `:` in user IDs.
+    pub server_name: OwnedServerName,
+    /// Where the HTTP listener binds.
+    pub listen: ListenConfig,
+    /// Storage settings.
+    pub database: DatabaseConfig,
+    /// Account registration.
+    pub registration: RegistrationConfig,
+    /// Room defaults.
+    pub rooms: RoomsConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Sync behaviour.
+    pub sync: SyncConfig,
+    /// The base URL clients should use, announced in `/.well-known/matrix/client`.
+    /// Empty means `http://<listen.address>:<listen.port>`.
+    pub public_base_url: String,
+    /// Log filter in `tracing` syntax (`info`, `relais=debug,info`, ...).
+    pub log: String,
+}
+
+/// HTTP listener settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// The IP address to bind.
+    pub address: IpAddr,
+    /// The TCP port; 0 picks a free port (printed at start-up).
+    pub port: u16,
+}
+
+/// Storage settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Directory of the RocksDB database.
+    pub path: PathBuf,
+    /// Whether each acknowledged write waits for the write-ahead log to reach the disk (fsync).
+    /// With `false`, writes survive a process crash but not a power loss.
+    pub sync_writes: bool,
+    /// Size of RocksDB's shared block cache, in MiB.
+    pub cache_capacity_mb: u64,
+    /// Number of full room states kept in memory.
+    pub state_cache_entries: usize,
+    /// Number of PDUs kept in memory.
+    pub pdu_cache_entries: usize,
+}
+
+/// Registration settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Whether anyone may register an account without a token.
+    pub open: bool,
+    /// Tokens that allow registration (`m.login.registration_token`). Empty: no token flow.
+    pub tokens: Vec<String>,
+}
+
+/// Room defaults.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Room version of new rooms when the client does not ask for one.
+    pub default_version: RoomVersionId,
+}
+
+/// Request limits.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Longest a request may take before it is cut (408), in seconds. Must exceed the longest
+    /// `/sync` long-poll.
+    pub request_timeout_secs: u64,
+    /// Most state events accepted in one `createRoom` (`initial_state`).
+    pub max_initial_state: usize,
+    /// Most users invited in one `createRoom`.
+    pub max_invites: usize,
+}
+
+/// Sync behaviour.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Longest a `/sync` long-poll is held, in milliseconds, whatever the client asks.
+    pub max_timeout_ms: u64,
+    /// Timeline events per room in an initial sync when the filter gives no limit.
+    pub default_timeline_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: ruma::server_name!("localhost").to_owned(),
+            listen: ListenConfig { address: IpAddr::from([127, 0, 0, 1]), port: 8008 },
+            database: DatabaseConfig {
+                path: PathBuf::from("./data"),
+                sync_writes: true,
+                cache_capacity_mb: 256,
+                state_cache_entries: 1000,
+                pdu_cache_entries: 20_000,
+            },
+            registration: RegistrationConfig { open: false, tokens: Vec::new() },
+            rooms: RoomsConfig { default_version: RoomVersionId::V12 },
+            limits: LimitsConfig {
+                max_request_bytes: 50 * 1024 * 1024,
+                request_timeout_secs: 90,
+                max_initial_state: 100,
+                max_invites: 100,
+            },
+            sync: SyncConfig { max_timeout_ms: 60_000, default_timeline_limit: 10 },
+            public_base_url: String::new(),
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// The room versions this server creates and joins.
+pub const SUPPORTED_ROOM_VERSIONS: [RoomVersionId; 3] =
+    [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
+
+impl Config {
+    /// Loads the embedded defaults, then `file` if given, then `RELAIS_*` environment variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("RELAIS_").split("__"));
+        let config: Config =
+            figment.extract().map_err(|e| ConfigError::Invalid(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !SUPPORTED_ROOM_VERSIONS.contains(&self.rooms.default_version) {
+            return Err(ConfigError::Rule {
+                key: "rooms.default_version",
+                reason: format!(
+                    "room version {} is not supported; expected one of 10, 11, 12",
+                    self.rooms.default_version
+                ),
+            });
+        }
+        if self.limits.max_request_bytes < 65_536 {
+            return Err(ConfigError::Rule {
+                key: "limits.max_request_bytes",
+                reason: "must be at least 65536 so that a full-size event fits".to_owned(),
+            });
+        }
+        if self.limits.request_timeout_secs * 1000 < self.sync.max_timeout_ms + 5_000 {
+            return Err(ConfigError::Rule {
+                key: "limits.request_timeout_secs",
+                reason: format!(
+                    "must be at least 5 seconds longer than sync.max_timeout_ms ({} ms)",
+                    self.sync.max_timeout_ms
+                ),
+            });
+        }
+        if self.registration.tokens.iter().any(|t| t.is_empty()) {
+            return Err(ConfigError::Rule {
+                key: "registration.tokens",
+                reason: "a registration token cannot be empty".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The base URL clients reach this server at.
+    pub fn base_url(&self) -> String {
+        if self.public_base_url.is_empty() {
+            format!("http://{}:{}", self.listen.address, self.listen.port)
+        } else {
+            self.public_base_url.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+/// Figment's errors name the key and the source (file or environment variable); keep all of them.
+fn describe_figment_error(error: figment::Error) -> String {
+    error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load(None).expect("defaults load");
+        assert_eq!(config.server_name.as_str(), "localhost");
+        assert_eq!(config.listen.port, 8008);
+        assert!(!config.registration.open);
+    }
+
+    #[test]
+    fn example_file_matches_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.toml");
+        let example = Config::load(Some(&path)).expect("config.example.toml loads");
+        let defaults = Config::default();
+        assert_eq!(
+            serde_json::to_value(&example).expect("serialise"),
+            serde_json::to_value(&defaults).expect("serialise"),
+            "config.example.toml must list every option with its default"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[listen]\nprot = 1\n").expect("write");
+        let err = Config::load(Some(&path)).expect_err("unknown key refused").to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[listen]\nport = \"eighty\"\n").expect("write");
+        let err = Config::load(Some(&path)).expect_err("bad type refused").to_string();
+        assert!(err.contains("port"), "{err}");
+    }
+}

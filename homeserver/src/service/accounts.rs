@@ -1,0 +1,352 @@
+//! Accounts: users, passwords, devices, access tokens, profiles.
+//!
+//! Passwords are hashed with Argon2id. Access tokens are 32 bytes from the OS CSPRNG; only their
+//! SHA-256 is stored and looked up, so a copy of the database holds no usable token and no
+//! comparison of secret bytes happens in request handling.
+
+use std::{collections::HashMap, sync::Arc};
+
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use parking_lot::RwLock;
+use rand::{Rng, RngCore, distributions::Alphanumeric};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::storage::{Batch, Db, Json, StorageError, Table};
+
+/// Column families owned by the account service.
+pub const COLUMN_FAMILIES: &[&str] =
+    &["userid_password", "userid_account", "tokenhash_session", "userdeviceid_device"];
+
+/// Errors of account operations.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The user ID is taken.
+    #[error("the user ID is already taken")]
+    UserInUse,
+    /// The localpart is not allowed.
+    #[error("invalid username: {0}")]
+    InvalidUsername(String),
+    /// Hashing failed.
+    #[error("password hashing failed")]
+    Hash,
+    /// No such user or device.
+    #[error("not found")]
+    NotFound,
+}
+
+/// Per-user account record, including the profile.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Account {
+    /// When the account was created.
+    pub created_ts: u64,
+    /// Server administrator.
+    pub admin: bool,
+    /// Deactivated accounts cannot log in and their ID cannot be taken again.
+    pub deactivated: bool,
+    /// Display name.
+    pub displayname: Option<String>,
+    /// Avatar MXC URI.
+    pub avatar_url: Option<String>,
+}
+
+/// A device of a user.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Device {
+    /// The device ID.
+    pub device_id: OwnedDeviceId,
+    /// Human-readable name.
+    pub display_name: Option<String>,
+    /// Last time the device made a request.
+    pub last_seen_ts: Option<u64>,
+    /// Last IP the device was seen from.
+    pub last_seen_ip: Option<String>,
+    /// SHA-256 of its access token.
+    token_hash: String,
+}
+
+/// Who an access token belongs to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Session {
+    /// The user.
+    pub user_id: OwnedUserId,
+    /// The device.
+    pub device_id: OwnedDeviceId,
+}
+
+/// The account service.
+pub struct Accounts {
+    server_name: OwnedServerName,
+    passwords: Table<OwnedUserId, String>,
+    accounts: Table<OwnedUserId, Json<Account>>,
+    sessions: Table<String, Json<Session>>,
+    devices: Table<(OwnedUserId, String), Json<Device>>,
+    session_cache: RwLock<HashMap<String, Session>>,
+}
+
+impl Accounts {
+    /// Opens the service.
+    pub fn new(db: &Arc<Db>, server_name: OwnedServerName) -> Result<Self, StorageError> {
+        Ok(Self {
+            server_name,
+            passwords: db.table("userid_password")?,
+            accounts: db.table("userid_account")?,
+            sessions: db.table("tokenhash_session")?,
+            devices: db.table("userdeviceid_device")?,
+            session_cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The full user ID for a localpart on this server, if the localpart is valid.
+    pub fn user_id(&self, localpart: &str) -> Result<OwnedUserId, AccountError> {
+        if localpart.is_empty()
+            || !localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'))
+        {
+            return Err(AccountError::InvalidUsername(
+                "user names may contain only a-z, 0-9, '.', '_', '=', '-', '/' and '+'".into(),
+            ));
+        }
+        let id = format!("@{localpart}:{}", self.server_name);
+        if id.len() > 255 {
+            return Err(AccountError::InvalidUsername("user ID longer than 255 bytes".into()));
+        }
+        OwnedUserId::try_from(id).map_err(|e| AccountError::InvalidUsername(e.to_string()))
+    }
+
+    /// Whether the user exists (deactivated users included).
+    pub fn exists(&self, user_id: &UserId) -> Result<bool, StorageError> {
+        self.accounts.contains(&user_id.to_owned())
+    }
+
+    /// The account record.
+    pub fn account(&self, user_id: &UserId) -> Result<Option<Account>, StorageError> {
+        Ok(self.accounts.get(&user_id.to_owned())?.map(|Json(a)| a))
+    }
+
+    /// Registers a local user. `password` is `None` for accounts that log in otherwise.
+    pub fn register(
+        &self,
+        user_id: &UserId,
+        password: Option<&str>,
+        admin: bool,
+    ) -> Result<(), AccountError> {
+        if self.exists(user_id)? {
+            return Err(AccountError::UserInUse);
+        }
+        let mut batch = Batch::default();
+        if let Some(password) = password {
+            batch.put(&self.passwords, &user_id.to_owned(), &hash_password(password)?);
+        }
+        let account = Account {
+            created_ts: MilliSecondsSinceUnixEpoch::now().0.into(),
+            admin,
+            deactivated: false,
+            displayname: Some(user_id.localpart().to_owned()),
+            avatar_url: None,
+        };
+        batch.put(&self.accounts, &user_id.to_owned(), &Json(account));
+        self.accounts.db().write(batch)?;
+        Ok(())
+    }
+
+    /// Checks a password; `false` for unknown or deactivated users. Argon2's verification compares
+    /// in constant time.
+    pub fn check_password(&self, user_id: &UserId, password: &str) -> Result<bool, StorageError> {
+        match self.account(user_id)? {
+            Some(account) if !account.deactivated => {}
+            _ => return Ok(false),
+        }
+        let Some(hash) = self.passwords.get(&user_id.to_owned())? else { return Ok(false) };
+        let Ok(parsed) = PasswordHash::new(&hash) else { return Ok(false) };
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    }
+
+    /// Sets a new password.
+    pub fn set_password(&self, user_id: &UserId, password: &str) -> Result<(), AccountError> {
+        self.passwords.put(&user_id.to_owned(), &hash_password(password)?)?;
+        Ok(())
+    }
+
+    /// Creates (or replaces) a device and returns it with a fresh access token.
+    pub fn create_device(
+        &self,
+        user_id: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        ip: Option<String>,
+    ) -> Result<(OwnedDeviceId, String), AccountError> {
+        let device_id = device_id.unwrap_or_else(|| {
+            let id: String =
+                rand::thread_rng().sample_iter(&Alphanumeric).take(10).map(char::from).collect();
+            id.to_uppercase().into()
+        });
+        let token = new_token();
+        let token_hash = hash_token(&token);
+        let mut batch = Batch::default();
+        let key = (user_id.to_owned(), device_id.to_string());
+        let previous = self.devices.get(&key)?;
+        if let Some(Json(previous)) = &previous {
+            batch.delete(&self.sessions, &previous.token_hash);
+        }
+        let device = Device {
+            device_id: device_id.clone(),
+            display_name: display_name
+                .or_else(|| previous.as_ref().and_then(|Json(d)| d.display_name.clone())),
+            last_seen_ts: Some(MilliSecondsSinceUnixEpoch::now().0.into()),
+            last_seen_ip: ip,
+            token_hash: token_hash.clone(),
+        };
+        batch.put(&self.devices, &key, &Json(device));
+        let session = Session { user_id: user_id.to_owned(), device_id: device_id.clone() };
+        batch.put(&self.sessions, &token_hash, &Json(session.clone()));
+        self.devices.db().write(batch)?;
+        let mut cache = self.session_cache.write();
+        if let Some(Json(previous)) = previous {
+            cache.remove(&previous.token_hash);
+        }
+        cache.insert(token_hash, session);
+        Ok((device_id, token))
+    }
+
+    /// The session of an access token.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Session>, StorageError> {
+        let hash = hash_token(token);
+        if let Some(session) = self.session_cache.read().get(&hash) {
+            return Ok(Some(session.clone()));
+        }
+        let session = self.sessions.get(&hash)?.map(|Json(s)| s);
+        if let Some(session) = &session {
+            self.session_cache.write().insert(hash, session.clone());
+        }
+        Ok(session)
+    }
+
+    /// A user's devices.
+    pub fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, StorageError> {
+        self.devices
+            .scan_prefix(&user_id.to_owned())?
+            .map(|res| res.map(|(_, Json(d))| d))
+            .collect()
+    }
+
+    /// One device.
+    pub fn device(
+        &self,
+        user_id: &UserId,
+        device_id: &ruma::DeviceId,
+    ) -> Result<Option<Device>, StorageError> {
+        Ok(self.devices.get(&(user_id.to_owned(), device_id.to_string()))?.map(|Json(d)| d))
+    }
+
+    /// Renames a device.
+    pub fn rename_device(
+        &self,
+        user_id: &UserId,
+        device_id: &ruma::DeviceId,
+        display_name: Option<String>,
+    ) -> Result<(), AccountError> {
+        let key = (user_id.to_owned(), device_id.to_string());
+        let Some(Json(mut device)) = self.devices.get(&key)? else {
+            return Err(AccountError::NotFound);
+        };
+        device.display_name = display_name;
+        self.devices.put(&key, &Json(device))?;
+        Ok(())
+    }
+
+    /// Deletes a device and revokes its access token.
+    pub fn delete_device(
+        &self,
+        user_id: &UserId,
+        device_id: &ruma::DeviceId,
+    ) -> Result<(), StorageError> {
+        let key = (user_id.to_owned(), device_id.to_string());
+        let Some(Json(device)) = self.devices.get(&key)? else { return Ok(()) };
+        let mut batch = Batch::default();
+        batch.delete(&self.devices, &key);
+        batch.delete(&self.sessions, &device.token_hash);
+        self.devices.db().write(batch)?;
+        self.session_cache.write().remove(&device.token_hash);
+        Ok(())
+    }
+
+    /// Deletes every device of a user, except `keep`.
+    pub fn delete_all_devices(
+        &self,
+        user_id: &UserId,
+        keep: Option<&ruma::DeviceId>,
+    ) -> Result<(), StorageError> {
+        for device in self.devices(user_id)? {
+            if Some(&*device.device_id) != keep {
+                self.delete_device(user_id, &device.device_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deactivates an account: no password, no devices; the ID stays reserved.
+    pub fn deactivate(&self, user_id: &UserId) -> Result<(), AccountError> {
+        self.delete_all_devices(user_id, None)?;
+        let Some(mut account) = self.account(user_id)? else { return Err(AccountError::NotFound) };
+        account.deactivated = true;
+        account.displayname = None;
+        account.avatar_url = None;
+        let mut batch = Batch::default();
+        batch.delete(&self.passwords, &user_id.to_owned());
+        batch.put(&self.accounts, &user_id.to_owned(), &Json(account));
+        self.accounts.db().write(batch)?;
+        Ok(())
+    }
+
+    /// Updates the profile; returns the new account record.
+    pub fn set_profile(
+        &self,
+        user_id: &UserId,
+        displayname: Option<Option<String>>,
+        avatar_url: Option<Option<String>>,
+    ) -> Result<Account, AccountError> {
+        let Some(mut account) = self.account(user_id)? else { return Err(AccountError::NotFound) };
+        if let Some(name) = displayname {
+            account.displayname = name;
+        }
+        if let Some(url) = avatar_url {
+            account.avatar_url = url;
+        }
+        self.accounts.put(&user_id.to_owned(), &Json(account.clone()))?;
+        Ok(account)
+    }
+
+    /// Every local account, for the user directory.
+    pub fn all(&self) -> Result<Vec<(OwnedUserId, Account)>, StorageError> {
+        self.accounts.scan_all()?.map(|res| res.map(|(id, Json(a))| (id, a))).collect()
+    }
+}
+
+fn hash_password(password: &str) -> Result<String, AccountError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| AccountError::Hash)
+}
+
+/// A new random secret (access tokens, session IDs) from the OS CSPRNG.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash_token(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}

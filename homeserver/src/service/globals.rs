@@ -1,0 +1,142 @@
+//! Server-wide state: the global stream counter and the signing key.
+//!
+//! The counter orders everything a client syncs. Writers take a position with [`Globals::next_count`]
+//! and hold the returned [`PendingCount`] until their batch is written; [`Globals::visible_count`] is
+//! the highest position below which nothing is still being written, so a sync never skips an event
+//! that a slower writer commits after a faster one.
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use parking_lot::Mutex;
+use ruma::{OwnedServerName, signatures::Ed25519KeyPair};
+
+use crate::storage::{Db, StorageError, Table};
+
+/// Column families owned by this service.
+pub const COLUMN_FAMILIES: &[&str] = &["global"];
+
+/// How many counter values are reserved on disk at a time: a crash skips at most this many
+/// positions, and a restart never reuses one that was handed out.
+const RESERVE_STEP: u64 = 1_000;
+const RESERVED_KEY: &str = "counter_reserved";
+const SIGNING_KEY: &str = "signing_key_pkcs8";
+const SIGNING_KEY_VERSION: &str = "a_relais";
+
+/// Errors of this service.
+#[derive(Debug, thiserror::Error)]
+pub enum GlobalsError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The stored signing key could not be read.
+    #[error("the stored signing key is invalid: {0}")]
+    SigningKey(String),
+}
+
+/// Server-wide state.
+pub struct Globals {
+    /// This server's name.
+    pub server_name: OwnedServerName,
+    table: Table<String, Vec<u8>>,
+    counter: AtomicU64,
+    reserved: Mutex<u64>,
+    in_flight: Mutex<BTreeSet<u64>>,
+    keypair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for Globals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Globals").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+impl Globals {
+    /// Loads the counter and signing key, creating the key at first start.
+    pub fn new(db: &Arc<Db>, server_name: OwnedServerName) -> Result<Self, GlobalsError> {
+        let table: Table<String, Vec<u8>> = db.table("global")?;
+        let reserved = match table.get(&RESERVED_KEY.to_owned())? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| GlobalsError::SigningKey("counter is corrupt".into()))?,
+            ),
+            None => 0,
+        };
+        let pkcs8 = match table.get(&SIGNING_KEY.to_owned())? {
+            Some(key) => key,
+            None => {
+                let key = Ed25519KeyPair::generate().to_vec();
+                table.put(&SIGNING_KEY.to_owned(), &key)?;
+                key
+            }
+        };
+        let keypair = Ed25519KeyPair::from_der(&pkcs8, SIGNING_KEY_VERSION.to_owned())
+            .map_err(|e| GlobalsError::SigningKey(e.to_string()))?;
+        Ok(Self {
+            server_name,
+            table,
+            // Everything up to `reserved` may have been handed out before a crash.
+            counter: AtomicU64::new(reserved),
+            reserved: Mutex::new(reserved),
+            in_flight: Mutex::new(BTreeSet::new()),
+            keypair,
+        })
+    }
+
+    /// The signing key.
+    pub fn keypair(&self) -> &Ed25519KeyPair {
+        &self.keypair
+    }
+
+    /// Takes the next stream position. It becomes visible to syncs once the guard is dropped,
+    /// which the writer does after its batch is written.
+    pub fn next_count(&self) -> Result<PendingCount<'_>, StorageError> {
+        let mut in_flight = self.in_flight.lock();
+        let count = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let mut reserved = self.reserved.lock();
+            if count > *reserved {
+                let next = count + RESERVE_STEP;
+                self.table.put(&RESERVED_KEY.to_owned(), &next.to_be_bytes().to_vec())?;
+                *reserved = next;
+            }
+        }
+        in_flight.insert(count);
+        Ok(PendingCount { globals: self, count })
+    }
+
+    /// A fresh unique number for short IDs (shares the counter: uniqueness is all that matters).
+    pub fn next_short_id(&self) -> Result<u64, StorageError> {
+        Ok(self.next_count()?.count)
+    }
+
+    /// The highest stream position such that every position up to it is written.
+    pub fn visible_count(&self) -> u64 {
+        let in_flight = self.in_flight.lock();
+        match in_flight.first() {
+            Some(first) => first - 1,
+            None => self.counter.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// A stream position being written; dropping it makes the position visible.
+#[derive(Debug)]
+pub struct PendingCount<'a> {
+    globals: &'a Globals,
+    /// The position.
+    pub count: u64,
+}
+
+impl Drop for PendingCount<'_> {
+    fn drop(&mut self) {
+        self.globals.in_flight.lock().remove(&self.count);
+    }
+}

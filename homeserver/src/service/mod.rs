@@ -1,0 +1,130 @@
+//! Domain logic. Each service owns its column families and takes only what it needs.
+
+pub mod account_data;
+pub mod accounts;
+pub mod client_format;
+pub mod ephemeral;
+pub mod filters;
+pub mod globals;
+pub mod membership;
+pub mod notifier;
+pub mod presence;
+pub mod room_summary;
+pub mod rooms;
+pub mod sync;
+pub mod uiaa;
+pub mod visibility;
+
+use std::sync::Arc;
+
+use self::{globals::Globals, notifier::Notifier};
+
+use crate::{
+    config::Config,
+    storage::{Db, OpenOptions, StorageError},
+};
+
+/// Every column family of the database, from every service.
+pub fn column_families() -> Vec<&'static str> {
+    let mut cfs = Vec::new();
+    cfs.extend_from_slice(globals::COLUMN_FAMILIES);
+    cfs.extend_from_slice(accounts::COLUMN_FAMILIES);
+    cfs.extend_from_slice(account_data::COLUMN_FAMILIES);
+    cfs.extend_from_slice(ephemeral::COLUMN_FAMILIES);
+    cfs.extend_from_slice(filters::COLUMN_FAMILIES);
+    cfs.extend(rooms::column_families());
+    cfs
+}
+
+/// Errors opening the services.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The database cannot be used by this build.
+    #[error(transparent)]
+    Migration(#[from] relais_migrations::MigrationError),
+    /// Server keys failed.
+    #[error(transparent)]
+    Globals(#[from] globals::GlobalsError),
+}
+
+/// All services, wired together.
+pub struct Services {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Arc<Db>,
+    /// Server-wide state.
+    pub globals: Arc<Globals>,
+    /// Sync wake-ups.
+    pub notifier: Arc<Notifier>,
+    /// Accounts.
+    pub accounts: accounts::Accounts,
+    /// Rooms.
+    pub rooms: rooms::Rooms,
+    /// Account data.
+    pub account_data: account_data::AccountData,
+    /// Typing and receipts.
+    pub ephemeral: ephemeral::Ephemeral,
+    /// Stored filters.
+    pub filters: filters::Filters,
+    /// Presence.
+    pub presence: presence::PresenceService,
+    /// UIA sessions.
+    pub uiaa: uiaa::Uiaa,
+}
+
+impl Services {
+    /// Opens the database, runs migrations and builds the services.
+    pub fn open(config: Arc<Config>) -> Result<Arc<Self>, StartError> {
+        std::fs::create_dir_all(&config.database.path)
+            .map_err(|e| StorageError::Io(config.database.path.display().to_string(), e))?;
+        let db = Db::open(
+            &config.database.path,
+            &column_families(),
+            &OpenOptions {
+                sync_writes: config.database.sync_writes,
+                cache_bytes: (config.database.cache_capacity_mb as usize) << 20,
+            },
+        )?;
+        let outcome = relais_migrations::migrate(&mut db.migration_store())?;
+        if outcome.from != outcome.to {
+            tracing::info!(from = outcome.from, to = outcome.to, "database migrated");
+        }
+        let globals = Arc::new(Globals::new(&db, config.server_name.clone())?);
+        let notifier = Arc::new(Notifier::default());
+        Ok(Arc::new(Self {
+            accounts: accounts::Accounts::new(&db, config.server_name.clone())?,
+            rooms: rooms::Rooms::new(
+                &db,
+                globals.clone(),
+                notifier.clone(),
+                config.database.state_cache_entries,
+                config.database.pdu_cache_entries,
+            )?,
+            account_data: account_data::AccountData::new(&db, globals.clone(), notifier.clone())?,
+            ephemeral: ephemeral::Ephemeral::new(&db, globals.clone(), notifier.clone())?,
+            filters: filters::Filters::new(&db, globals.clone())?,
+            presence: presence::PresenceService::new(globals.clone(), notifier.clone()),
+            uiaa: uiaa::Uiaa::default(),
+            config,
+            db,
+            globals,
+            notifier,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_column_family_is_claimed_twice() {
+        let mut cfs = super::column_families();
+        let total = cfs.len();
+        cfs.sort_unstable();
+        cfs.dedup();
+        assert_eq!(cfs.len(), total, "a column family name is claimed by two services");
+    }
+}

@@ -1,0 +1,241 @@
+use relais_tests::{TestServer, enc, timeline};
+use serde_json::{Value, json};
+
+fn find<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+#[tokio::test]
+async fn create_invite_join_chat_and_paginate() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice
+        .create_room(json!({
+            "name": "Project Alpha",
+            "topic": "Planning",
+            "room_alias_name": "alpha",
+            "preset": "private_chat",
+            "invite": ["@bob:localhost"],
+        }))
+        .await;
+    assert!(room.starts_with('!'));
+    // Room version 12 by default: the room ID is the create event's hash, with no server name.
+    assert!(!room.contains(':'), "{room}");
+
+    // Bob sees the invite with stripped state, and joins via the alias.
+    let sync = bob.sync(None, 0).await;
+    let invite = &sync["rooms"]["invite"][&room]["invite_state"]["events"];
+    assert!(invite.as_array().unwrap().iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Project Alpha"));
+    bob.join("#alpha:localhost").await;
+
+    for i in 0..30 {
+        alice.say(&room, &format!("t{i}"), &format!("message {i}")).await;
+    }
+    // Transaction IDs are idempotent per device.
+    let first = alice.say(&room, "dup", "once").await;
+    let again = alice.say(&room, "dup", "once").await;
+    assert_eq!(first, again);
+
+    // Back-pagination from the end reaches every message, newest first, without duplicates.
+    let mut from: Option<String> = None;
+    let mut bodies = Vec::new();
+    loop {
+        let mut path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=7", enc(&room));
+        if let Some(from) = &from {
+            path.push_str(&format!("&from={from}"));
+        }
+        let page = bob.get(&path).await.ok();
+        for event in page["chunk"].as_array().unwrap() {
+            if event["type"] == "m.room.message" {
+                bodies.push(event["content"]["body"].as_str().unwrap().to_owned());
+            }
+        }
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(bodies.len(), 31);
+    assert_eq!(bodies[0], "once");
+    assert_eq!(bodies[30], "message 0");
+
+    // Forward pagination from the start.
+    let forward = bob.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100", enc(&room))).await.ok();
+    let chunk = forward["chunk"].as_array().unwrap();
+    assert_eq!(chunk[0]["type"], "m.room.create");
+    assert_eq!(find(chunk, "m.room.message").len(), 31);
+
+    // Members and state.
+    let members = bob.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room))).await.ok();
+    assert_eq!(members["joined"].as_object().unwrap().len(), 2);
+    let all = bob.get(&format!("/_matrix/client/v3/rooms/{}/members?membership=join", enc(&room))).await.ok();
+    assert_eq!(all["chunk"].as_array().unwrap().len(), 2);
+    let name = bob.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room))).await.ok();
+    assert_eq!(name["name"], "Project Alpha");
+    let joined_rooms = bob.get("/_matrix/client/v3/joined_rooms").await.ok();
+    assert_eq!(joined_rooms["joined_rooms"][0], room);
+
+    // /event and /context.
+    let event = bob.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&first))).await.ok();
+    assert_eq!(event["content"]["body"], "once");
+    let context = bob.get(&format!("/_matrix/client/v3/rooms/{}/context/{}?limit=4", enc(&room), enc(&first))).await.ok();
+    assert_eq!(context["event"]["event_id"], first.as_str());
+    assert_eq!(context["events_before"].as_array().unwrap().len(), 2);
+    assert!(context["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"));
+
+    // Leave, then forget.
+    bob.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), json!({})).await.ok();
+    bob.post(&format!("/_matrix/client/v3/rooms/{}/forget", enc(&room)), json!({})).await.ok();
+    let joined_rooms = bob.get("/_matrix/client/v3/joined_rooms").await.ok();
+    assert!(joined_rooms["joined_rooms"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn edits_reactions_and_redactions() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    bob.join(&room).await;
+    let original = alice.say(&room, "o", "helo").await;
+    let edit = alice
+        .send(
+            &room,
+            "m.room.message",
+            "e",
+            json!({
+                "msgtype": "m.text", "body": "* hello",
+                "m.new_content": { "msgtype": "m.text", "body": "hello" },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": original },
+            }),
+        )
+        .await;
+    let reaction = bob
+        .send(&room, "m.reaction", "r", json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": original, "key": "👍" } }))
+        .await;
+    let thread_reply = bob
+        .send(&room, "m.room.message", "th", json!({ "msgtype": "m.text", "body": "in thread", "m.relates_to": { "rel_type": "m.thread", "event_id": original } }))
+        .await;
+
+    // The original carries the edit and the thread summary in unsigned.m.relations.
+    let event = bob.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&original))).await.ok();
+    let relations = &event["unsigned"]["m.relations"];
+    assert_eq!(relations["m.replace"]["event_id"], edit.as_str());
+    assert_eq!(relations["m.thread"]["count"], 1);
+    assert_eq!(relations["m.thread"]["latest_event"]["event_id"], thread_reply.as_str());
+    assert_eq!(relations["m.thread"]["current_user_participated"], true);
+
+    // Bob cannot redact Alice's message (power 0 < redact 50); Alice can redact Bob's reaction? No:
+    // redacting another's event needs the redact level, which the creator has.
+    let denied = bob
+        .put(&format!("/_matrix/client/v3/rooms/{}/redact/{}/x1", enc(&room), enc(&original)), json!({ "reason": "no" }))
+        .await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let redaction = alice
+        .put(&format!("/_matrix/client/v3/rooms/{}/redact/{}/x2", enc(&room), enc(&reaction)), json!({ "reason": "spam" }))
+        .await
+        .ok();
+    let redacted = alice.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&reaction))).await.ok();
+    assert_eq!(redacted["content"], json!({}));
+    assert_eq!(redacted["unsigned"]["redacted_because"]["event_id"], redaction["event_id"]);
+    // Own redaction.
+    bob.put(&format!("/_matrix/client/v3/rooms/{}/redact/{}/x3", enc(&room), enc(&thread_reply)), json!({})).await.ok();
+    let gone = bob.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&thread_reply))).await.ok();
+    assert!(gone["content"].as_object().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn state_power_kick_ban_and_directory() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat", "visibility": "public", "name": "Town hall", "room_version": "11" })).await;
+    assert!(room.ends_with(":localhost"));
+    bob.join(&room).await;
+
+    // Bob (power 0) cannot rename; Alice can.
+    bob.put(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)), json!({ "name": "Mine" })).await.err(403, "M_FORBIDDEN");
+    alice.put(&format!("/_matrix/client/v3/rooms/{}/state/m.room.topic/", enc(&room)), json!({ "topic": "Weekly" })).await.ok();
+
+    // Directory.
+    let public = bob.get("/_matrix/client/v3/publicRooms").await.ok();
+    let entry = &public["chunk"][0];
+    assert_eq!(entry["room_id"], room.as_str());
+    assert_eq!(entry["name"], "Town hall");
+    assert_eq!(entry["num_joined_members"], 2);
+    let filtered = bob.post("/_matrix/client/v3/publicRooms", json!({ "filter": { "generic_search_term": "nothing-matches" } })).await.ok();
+    assert!(filtered["chunk"].as_array().unwrap().is_empty());
+
+    // Aliases: free alias is 404, create, resolve, delete.
+    bob.get("/_matrix/client/v3/directory/room/%23town:localhost").await.err(404, "M_NOT_FOUND");
+    alice.put("/_matrix/client/v3/directory/room/%23town:localhost", json!({ "room_id": room })).await.ok();
+    let resolved = bob.get("/_matrix/client/v3/directory/room/%23town:localhost").await.ok();
+    assert_eq!(resolved["room_id"], room.as_str());
+    alice.put("/_matrix/client/v3/directory/room/%23town:localhost", json!({ "room_id": room })).await.err(400, "M_ROOM_IN_USE");
+    bob.request(reqwest::Method::DELETE, "/_matrix/client/v3/directory/room/%23town:localhost", None).await.err(403, "M_FORBIDDEN");
+    alice.request(reqwest::Method::DELETE, "/_matrix/client/v3/directory/room/%23town:localhost", None).await.ok();
+
+    // Kick, ban, unban.
+    alice.post(&format!("/_matrix/client/v3/rooms/{}/kick", enc(&room)), json!({ "user_id": "@bob:localhost", "reason": "test" })).await.ok();
+    bob.join(&room).await;
+    alice.post(&format!("/_matrix/client/v3/rooms/{}/ban", enc(&room)), json!({ "user_id": "@bob:localhost" })).await.ok();
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.err(403, "M_FORBIDDEN");
+    alice.post(&format!("/_matrix/client/v3/rooms/{}/unban", enc(&room)), json!({ "user_id": "@bob:localhost" })).await.ok();
+    bob.join(&room).await;
+}
+
+#[tokio::test]
+async fn typing_receipts_tags_account_data() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    bob.join(&room).await;
+    let since = bob.sync(None, 0).await["next_batch"].as_str().unwrap().to_owned();
+
+    alice.put(&format!("/_matrix/client/v3/rooms/{}/typing/@alice:localhost", enc(&room)), json!({ "typing": true, "timeout": 10000 })).await.ok();
+    let sync = bob.sync(Some(&since), 5000).await;
+    let ephemeral = &sync["rooms"]["join"][&room]["ephemeral"]["events"];
+    let typing = ephemeral.as_array().unwrap().iter().find(|e| e["type"] == "m.typing").expect("typing event");
+    assert_eq!(typing["content"]["user_ids"][0], "@alice:localhost");
+
+    let message = alice.say(&room, "m1", "read me").await;
+    bob.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&message)), json!({})).await.ok();
+    let sync = alice.sync(None, 0).await;
+    let ephemeral = sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array().unwrap().clone();
+    let receipt = ephemeral.iter().find(|e| e["type"] == "m.receipt").expect("receipt event");
+    assert!(receipt["content"][&message]["m.read"]["@bob:localhost"]["ts"].is_u64());
+
+    // Private receipts stay private.
+    bob.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read.private/{}", enc(&room), enc(&message)), json!({})).await.ok();
+    let sync = alice.sync(None, 0).await;
+    let text = sync["rooms"]["join"][&room]["ephemeral"].to_string();
+    assert!(!text.contains("m.read.private"));
+
+    // Read markers and tags land in room account data.
+    bob.post(&format!("/_matrix/client/v3/rooms/{}/read_markers", enc(&room)), json!({ "m.fully_read": message })).await.ok();
+    bob.put(&format!("/_matrix/client/v3/user/@bob:localhost/rooms/{}/tags/u.work", enc(&room)), json!({ "order": 0.5 })).await.ok();
+    let tags = bob.get(&format!("/_matrix/client/v3/user/@bob:localhost/rooms/{}/tags", enc(&room))).await.ok();
+    assert_eq!(tags["tags"]["u.work"]["order"], 0.5);
+    bob.put("/_matrix/client/v3/user/@bob:localhost/account_data/m.direct", json!({ "@alice:localhost": [room] })).await.ok();
+    let direct = bob.get("/_matrix/client/v3/user/@bob:localhost/account_data/m.direct").await.ok();
+    assert_eq!(direct["@alice:localhost"][0], room.as_str());
+    alice.get("/_matrix/client/v3/user/@bob:localhost/account_data/m.direct").await.err(403, "M_FORBIDDEN");
+    let sync = bob.sync(None, 0).await;
+    assert!(sync["account_data"]["events"].as_array().unwrap().iter().any(|e| e["type"] == "m.direct"));
+    let room_data = sync["rooms"]["join"][&room]["account_data"]["events"].as_array().unwrap();
+    assert!(room_data.iter().any(|e| e["type"] == "m.fully_read"));
+    assert!(room_data.iter().any(|e| e["type"] == "m.tag"));
+
+    // Presence.
+    bob.put("/_matrix/client/v3/presence/@bob:localhost/status", json!({ "presence": "unavailable", "status_msg": "lunch" })).await.ok();
+    let presence = alice.get("/_matrix/client/v3/presence/@bob:localhost/status").await.ok();
+    assert_eq!(presence["presence"], "unavailable");
+    assert_eq!(presence["status_msg"], "lunch");
+
+    // User directory.
+    let found = alice.post("/_matrix/client/v3/user_directory/search", json!({ "search_term": "bo" })).await.ok();
+    assert_eq!(found["results"][0]["user_id"], "@bob:localhost");
+    let _ = timeline(&sync, &room);
+}
