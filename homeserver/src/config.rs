@@ -46,6 +46,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Sync behaviour.
     pub sync: SyncConfig,
+    /// The media repository.
+    pub media: MediaConfig,
     /// The base URL clients should use, announced in `/.well-known/matrix/client`.
     /// Empty means `http://<listen.address>:<listen.port>`.
     pub public_base_url: String,
@@ -123,6 +125,27 @@ pub struct SyncConfig {
     pub default_timeline_limit: usize,
 }
 
+/// The media repository: uploads, downloads, thumbnails.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Directory of the media files. Empty: `<database.path>-media`, next to the database.
+    pub path: PathBuf,
+    /// Largest file accepted by an upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Most bytes one user may have uploaded in total; 0 means no quota.
+    pub user_quota_bytes: u64,
+    /// Whether media uploaded while this is on are refused by the legacy unauthenticated
+    /// `/_matrix/media/v3/download|thumbnail` endpoints (the spec's media "freeze").
+    pub freeze_unauthenticated: bool,
+    /// Most `/media/v1/create` URIs a user may hold without having uploaded to them.
+    pub max_pending_uploads: usize,
+    /// How long a URI from `/media/v1/create` waits for its upload, in seconds.
+    pub pending_upload_expiry_secs: u64,
+    /// Largest image (width x height, in pixels) the server decodes to make a thumbnail.
+    pub max_image_pixels: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -144,6 +167,15 @@ impl Default for Config {
                 max_invites: 100,
             },
             sync: SyncConfig { max_timeout_ms: 60_000, default_timeline_limit: 10 },
+            media: MediaConfig {
+                path: PathBuf::new(),
+                max_upload_bytes: 50 * 1024 * 1024,
+                user_quota_bytes: 0,
+                freeze_unauthenticated: true,
+                max_pending_uploads: 5,
+                pending_upload_expiry_secs: 86_400,
+                max_image_pixels: 32 * 1024 * 1024,
+            },
             public_base_url: String::new(),
             log: "info".to_owned(),
         }
@@ -167,7 +199,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("RELAIS_").split("__"));
+        // RELAIS_PASSWORD feeds `relais create-user`, not the configuration.
+        figment = figment.merge(Env::prefixed("RELAIS_").ignore(&["PASSWORD"]).split("__"));
         let config: Config =
             figment.extract().map_err(|e| ConfigError::Invalid(describe_figment_error(e)))?;
         config.validate()?;
@@ -199,6 +232,12 @@ impl Config {
                 ),
             });
         }
+        if self.media.max_upload_bytes == 0 || self.media.max_image_pixels == 0 {
+            return Err(ConfigError::Rule {
+                key: "media.max_upload_bytes",
+                reason: "media.max_upload_bytes and media.max_image_pixels must be positive".to_owned(),
+            });
+        }
         if self.registration.tokens.iter().any(|t| t.is_empty()) {
             return Err(ConfigError::Rule {
                 key: "registration.tokens",
@@ -206,6 +245,16 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The directory of the media files: `media.path`, or `<database.path>-media` when empty.
+    pub fn media_path(&self) -> PathBuf {
+        if !self.media.path.as_os_str().is_empty() {
+            return self.media.path.clone();
+        }
+        let mut name = self.database.path.file_name().unwrap_or_default().to_os_string();
+        name.push(if name.is_empty() { "media" } else { "-media" });
+        self.database.path.with_file_name(name)
     }
 
     /// The base URL clients reach this server at.
@@ -245,6 +294,17 @@ mod tests {
             serde_json::to_value(&defaults).expect("serialise"),
             "config.example.toml must list every option with its default"
         );
+    }
+
+    #[test]
+    fn media_path_defaults_next_to_the_database() {
+        let mut config = Config::default();
+        config.database.path = PathBuf::from("/var/lib/relais");
+        assert_eq!(config.media_path(), PathBuf::from("/var/lib/relais-media"));
+        config.database.path = PathBuf::from("./data/");
+        assert_eq!(config.media_path(), PathBuf::from("./data-media"));
+        config.media.path = PathBuf::from("/srv/media");
+        assert_eq!(config.media_path(), PathBuf::from("/srv/media"));
     }
 
     #[test]

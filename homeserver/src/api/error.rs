@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use crate::{
     service::{
         accounts::AccountError,
+        keys::KeyError,
+        media::MediaError,
         rooms::RoomError,
         StartError,
     },
@@ -73,6 +75,27 @@ pub enum ApiError {
     /// The user is deactivated.
     #[error("{0}")]
     UserDeactivated(String),
+    /// A signature on uploaded keys does not verify.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// Keys were sent to a backup version that is not the current one.
+    #[error("wrong backup version")]
+    WrongRoomKeysVersion {
+        /// The current backup version, if any.
+        current_version: Option<String>,
+    },
+    /// A quota or resource limit of the server is reached.
+    #[error("{0}")]
+    ResourceLimitExceeded(String),
+    /// The media ID already has content.
+    #[error("media already uploaded")]
+    CannotOverwriteMedia,
+    /// The media's content has not been uploaded yet.
+    #[error("the content has not been uploaded yet")]
+    NotYetUploaded,
+    /// The server cannot make a thumbnail of this content.
+    #[error("{0}")]
+    CannotThumbnail(String),
     /// Something broke on the server; the details are logged, not sent.
     #[error("internal server error")]
     Internal(String),
@@ -101,6 +124,12 @@ impl ApiError {
             Self::Uiaa(_) => (StatusCode::UNAUTHORIZED, "M_FORBIDDEN"),
             Self::LimitExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),
             Self::UserDeactivated(_) => (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED"),
+            Self::InvalidSignature(_) => (StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE"),
+            Self::WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
+            Self::ResourceLimitExceeded(_) => (StatusCode::FORBIDDEN, "M_RESOURCE_LIMIT_EXCEEDED"),
+            Self::CannotOverwriteMedia => (StatusCode::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"),
+            Self::NotYetUploaded => (StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED"),
+            Self::CannotThumbnail(_) => (StatusCode::BAD_REQUEST, "M_UNKNOWN"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
         }
     }
@@ -115,6 +144,11 @@ impl IntoResponse for ApiError {
                 "errcode": errcode,
                 "error": self.to_string(),
                 "retry_after_ms": retry_after_ms,
+            }),
+            Self::WrongRoomKeysVersion { current_version } => json!({
+                "errcode": errcode,
+                "error": self.to_string(),
+                "current_version": current_version,
             }),
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -169,6 +203,36 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidUsername(reason) => Self::InvalidUsername(reason),
             AccountError::Hash => Self::Internal("password hashing failed".into()),
             AccountError::NotFound => Self::NotFound("not found".into()),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Storage(e) => e.into(),
+            KeyError::InvalidParam(reason) => Self::InvalidParam(reason),
+            KeyError::InvalidSignature(reason) => Self::InvalidSignature(reason),
+            KeyError::MissingParam(reason) => Self::MissingParam(reason),
+            KeyError::NotFound(reason) => Self::NotFound(reason),
+            KeyError::WrongBackupVersion { current } => Self::WrongRoomKeysVersion { current_version: current },
+        }
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(error: MediaError) -> Self {
+        match error {
+            MediaError::Storage(e) => e.into(),
+            MediaError::NotFound => Self::NotFound("media not found".into()),
+            MediaError::NotYetUploaded => Self::NotYetUploaded,
+            MediaError::TooLarge(_) => Self::TooLarge(error.to_string()),
+            MediaError::QuotaExceeded(_) => Self::ResourceLimitExceeded(error.to_string()),
+            MediaError::Forbidden(reason) => Self::Forbidden(reason),
+            MediaError::CannotOverwrite => Self::CannotOverwriteMedia,
+            MediaError::TooManyPending { retry_after_ms } => Self::LimitExceeded { retry_after_ms },
+            MediaError::Thumbnail(e) => Self::CannotThumbnail(format!("cannot generate a thumbnail: {e}")),
+            MediaError::Io { .. } | MediaError::Task(_) => Self::Internal(error.to_string()),
         }
     }
 }

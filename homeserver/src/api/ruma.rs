@@ -13,7 +13,7 @@ use axum::{
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use ruma::api::{
-    IncomingRequest, Metadata as _, OutgoingResponse,
+    IncomingRequest, OutgoingResponse,
     auth_scheme::{
         AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken,
         NoAuthentication,
@@ -136,6 +136,16 @@ where
     pub json_body: Option<serde_json::Value>,
 }
 
+/// How the extractor reads a request body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyKind {
+    /// JSON (or nothing), at most `limits.max_request_bytes`.
+    Json,
+    /// A file upload: raw bytes of any type, at most `media.max_upload_bytes`, refused from its
+    /// `Content-Length` before it is read when it is too large.
+    Upload,
+}
+
 impl<T> FromRequest<Arc<Services>> for Ruma<T>
 where
     T: IncomingRequest + Send,
@@ -144,22 +154,48 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self, ApiError> {
+        Self::extract(request, services, BodyKind::Json).await
+    }
+}
+
+impl<T> Ruma<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: Authenticate,
+{
+    async fn extract(request: Request, services: &Arc<Services>, kind: BodyKind) -> Result<Self, ApiError> {
         let (mut parts, body) = request.into_parts();
         let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, services).await {
             Ok(params) => params.iter().map(|(_, v)| v.to_owned()).collect(),
             Err(_) => Vec::new(),
         };
+        // A trailing empty parameter (the state key of `/state/{type}/`) may be left out.
+        let expected = T::PATH_BUILDER.all_paths().next().map_or(0, |p| p.matches('{').count());
+        let mut path_args = path_args;
+        while path_args.len() < expected {
+            path_args.push(String::new());
+        }
         let client_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
         let auth = <T::Authentication as Authenticate>::authenticate(services, &parts)?;
-        let limit = services.config.limits.max_request_bytes;
-        let mut bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-            ApiError::TooLarge(format!("request body is larger than {limit} bytes"))
-        })?;
+        let limit = match kind {
+            BodyKind::Json => services.config.limits.max_request_bytes,
+            BodyKind::Upload => usize::try_from(services.config.media.max_upload_bytes).unwrap_or(usize::MAX),
+        };
+        let too_large = || ApiError::TooLarge(format!("request body is larger than {limit} bytes"));
+        let declared_length = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_length.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
         let mut json_body = None;
-        if T::METHOD != http::Method::GET {
+        if T::METHOD != http::Method::GET && kind == BodyKind::Json {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 bytes = Bytes::from_static(b"{}");
             }
@@ -220,10 +256,42 @@ pub trait RumaRouter {
         T::Authentication: Authenticate,
         F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+
+    /// Like [`RumaRouter::ruma_route`] for an endpoint whose body is a file: any content type,
+    /// never parsed as JSON, limited by `media.max_upload_bytes` instead of
+    /// `limits.max_request_bytes`. The handler answers any response (ruma's response type of the
+    /// asynchronous upload cannot be constructed outside ruma).
+    fn ruma_upload_route<T, F, Fut, R>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+        R: IntoResponse + 'static;
+
+    /// Registers `handler` for request type `T` on extra `paths` (aliases the spec allows but
+    /// ruma's metadata does not list, such as an omitted empty state key).
+    fn ruma_route_at<T, F, Fut>(self, paths: &[&'static str], handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
 }
 
 impl RumaRouter for Router<Arc<Services>> {
     fn ruma_route<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        let paths: Vec<&'static str> = T::PATH_BUILDER.all_paths().collect();
+        self.ruma_route_at(&paths, handler)
+    }
+
+    fn ruma_route_at<T, F, Fut>(self, paths: &[&'static str], handler: F) -> Self
     where
         T: IncomingRequest + Send + 'static,
         T::Authentication: Authenticate,
@@ -235,12 +303,38 @@ impl RumaRouter for Router<Arc<Services>> {
             Err(_) => return self,
         };
         let mut router = self;
-        for path in T::PATH_BUILDER.all_paths() {
+        for path in paths.iter().copied() {
             let handler = handler.clone();
             router = router.route(
                 path,
                 on(method, move |State(services): State<Arc<Services>>, request: Ruma<T>| async move {
                     handler(services, request).await.map(RumaResponse)
+                }),
+            );
+        }
+        router
+    }
+
+    fn ruma_upload_route<T, F, Fut, R>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+        R: IntoResponse + 'static,
+    {
+        let method = match MethodFilter::try_from(T::METHOD) {
+            Ok(method) => method,
+            Err(_) => return self,
+        };
+        let mut router = self;
+        for path in T::PATH_BUILDER.all_paths() {
+            let handler = handler.clone();
+            router = router.route(
+                path,
+                on(method, move |State(services): State<Arc<Services>>, request: Request| async move {
+                    let request = Ruma::<T>::extract(request, &services, BodyKind::Upload).await?;
+                    handler(services, request).await
                 }),
             );
         }

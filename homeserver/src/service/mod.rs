@@ -6,13 +6,19 @@ pub mod client_format;
 pub mod ephemeral;
 pub mod filters;
 pub mod globals;
+pub mod keys;
+pub mod media;
 pub mod membership;
 pub mod notifier;
 pub mod presence;
+pub mod relations;
+pub mod reports;
 pub mod room_summary;
 pub mod rooms;
+pub mod search;
 pub mod sync;
 pub mod uiaa;
+pub mod upgrade;
 pub mod visibility;
 
 use std::sync::Arc;
@@ -32,6 +38,9 @@ pub fn column_families() -> Vec<&'static str> {
     cfs.extend_from_slice(account_data::COLUMN_FAMILIES);
     cfs.extend_from_slice(ephemeral::COLUMN_FAMILIES);
     cfs.extend_from_slice(filters::COLUMN_FAMILIES);
+    cfs.extend_from_slice(reports::COLUMN_FAMILIES);
+    cfs.extend_from_slice(media::COLUMN_FAMILIES);
+    cfs.extend_from_slice(keys::COLUMN_FAMILIES);
     cfs.extend(rooms::column_families());
     cfs
 }
@@ -48,6 +57,9 @@ pub enum StartError {
     /// Server keys failed.
     #[error(transparent)]
     Globals(#[from] globals::GlobalsError),
+    /// The media repository could not open.
+    #[error(transparent)]
+    Media(#[from] media::MediaError),
 }
 
 /// All services, wired together.
@@ -72,8 +84,14 @@ pub struct Services {
     pub filters: filters::Filters,
     /// Presence.
     pub presence: presence::PresenceService,
+    /// Content reports.
+    pub reports: reports::Reports,
     /// UIA sessions.
     pub uiaa: uiaa::Uiaa,
+    /// The media repository.
+    pub media: Arc<media::Media>,
+    /// End-to-end encryption keys, to-device messages and key backups.
+    pub keys: keys::Keys,
 }
 
 impl Services {
@@ -108,7 +126,15 @@ impl Services {
             ephemeral: ephemeral::Ephemeral::new(&db, globals.clone(), notifier.clone())?,
             filters: filters::Filters::new(&db, globals.clone())?,
             presence: presence::PresenceService::new(globals.clone(), notifier.clone()),
+            reports: reports::Reports::new(&db, globals.clone())?,
             uiaa: uiaa::Uiaa::default(),
+            media: media::Media::open(
+                &db,
+                config.server_name.clone(),
+                config.media.clone(),
+                config.media_path(),
+            )?,
+            keys: keys::Keys::new(&db, globals.clone(), notifier.clone())?,
             config,
             db,
             globals,
@@ -119,6 +145,39 @@ impl Services {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use relais_migrations::Store as _;
+
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Arc<Config> {
+        let mut config = Config::default();
+        config.database.path = dir.join("db");
+        config.database.cache_capacity_mb = 8;
+        Arc::new(config)
+    }
+
+    #[test]
+    fn database_of_another_product_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        drop(Services::open(config.clone()).expect("fresh database opens"));
+        {
+            let db = Db::open(
+                &config.database.path,
+                &column_families(),
+                &OpenOptions { sync_writes: true, cache_bytes: 1 << 20 },
+            )
+            .expect("open");
+            db.migration_store()
+                .put(relais_migrations::GLOBAL_TABLE, relais_migrations::PRODUCT_KEY, b"conduit")
+                .expect("stamp");
+        }
+        let error = Services::open(config).err().expect("refused").to_string();
+        assert!(error.contains("another product"), "{error}");
+    }
+
     #[test]
     fn no_column_family_is_claimed_twice() {
         let mut cfs = super::column_families();

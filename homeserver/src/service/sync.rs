@@ -127,6 +127,7 @@ impl Services {
                 response.presence.events.push(to_raw(&event));
             }
         }
+        self.fill_e2ee_sync(req, upto, &mut response)?;
         Ok(response)
     }
 

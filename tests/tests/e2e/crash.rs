@@ -30,8 +30,11 @@ async fn everything_survives_a_restart() {
     let page = alice.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=2", enc(&room))).await.ok();
     assert_eq!(page["chunk"][0]["event_id"], later.as_str());
     assert_eq!(page["chunk"][1]["event_id"], event.as_str());
+    let name = alice.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name", enc(&room))).await.ok();
+    assert_eq!(name["name"], "Persistent");
     let sync = alice.sync(None, 0).await;
-    assert_eq!(sync["rooms"]["join"][&room]["state"]["events"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.name").count(), 1);
+    let timeline = relais_tests::timeline(&sync, &room);
+    assert_eq!(timeline.last().unwrap()["event_id"], later.as_str());
 }
 
 #[tokio::test]

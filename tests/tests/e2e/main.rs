@@ -2,9 +2,14 @@
 //! requests where the detail matters and with the `matrix-sdk` client library.
 //! One test binary for all of them keeps linking cheap.
 
+// matrix-sdk's futures are deeply nested types.
+#![recursion_limit = "256"]
+
 mod accounts;
 mod bad_input;
 mod crash;
+mod e2ee;
+mod media;
 mod rooms;
 mod sdk;
 mod sync;

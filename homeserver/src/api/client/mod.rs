@@ -2,21 +2,28 @@
 
 mod account;
 mod account_data;
+mod backup;
 mod devices;
 mod directory;
 mod discovery;
 mod ephemeral;
 mod filter;
+mod keys;
+mod media;
 mod members;
 pub(crate) mod membership;
 mod message;
 mod presence;
 mod profile;
 mod register;
+mod relations;
+mod room_admin;
 mod room_create;
+mod search;
 mod session;
 mod state;
 mod sync;
+mod to_device;
 pub(crate) mod uiaa;
 mod unconfigured;
 mod user_directory;
@@ -27,6 +34,14 @@ use axum::Router;
 
 use super::ruma::RumaRouter;
 use crate::service::Services;
+
+/// State paths with the empty state key left out, which clients use for `m.room.name` & co.
+const EMPTY_STATE_KEY: &[&str] = &[
+    "/_matrix/client/r0/rooms/{room_id}/state/{event_type}",
+    "/_matrix/client/r0/rooms/{room_id}/state/{event_type}/",
+    "/_matrix/client/v3/rooms/{room_id}/state/{event_type}",
+    "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/",
+];
 
 /// Every client endpoint, registered from ruma's metadata.
 pub fn routes() -> Router<Arc<Services>> {
@@ -72,7 +87,9 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(message::messages)
         .ruma_route(state::get_all)
         .ruma_route(state::get_one)
+        .ruma_route_at(EMPTY_STATE_KEY, state::get_one)
         .ruma_route(state::send)
+        .ruma_route_at(EMPTY_STATE_KEY, state::send)
         .ruma_route(members::members)
         .ruma_route(members::joined)
         .ruma_route(directory::create)
@@ -97,8 +114,37 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(presence::set)
         .ruma_route(presence::get)
         .ruma_route(user_directory::search)
+        .ruma_route(keys::upload)
+        .ruma_route(keys::query)
+        .ruma_route(keys::claim)
+        .ruma_route(keys::changes)
+        .ruma_route(keys::upload_signing_keys)
+        .ruma_route(keys::upload_signatures)
+        .ruma_route(to_device::send)
+        .ruma_route(backup::create_version)
+        .ruma_route(backup::latest_version)
+        .ruma_route(backup::get_version)
+        .ruma_route(backup::update_version)
+        .ruma_route(backup::delete_version)
+        .ruma_route(backup::put_keys)
+        .ruma_route(backup::put_room_keys)
+        .ruma_route(backup::put_session_key)
+        .ruma_route(backup::get_keys)
+        .ruma_route(backup::get_room_keys)
+        .ruma_route(backup::get_session_key)
+        .ruma_route(backup::delete_keys)
+        .ruma_route(backup::delete_room_keys)
+        .ruma_route(backup::delete_session_key)
+        .ruma_route(relations::all)
+        .ruma_route(relations::by_type)
+        .ruma_route(relations::by_type_and_event_type)
+        .ruma_route(relations::threads)
+        .ruma_route(search::search)
+        .ruma_route(room_admin::upgrade)
+        .ruma_route(room_admin::report)
         .ruma_route(unconfigured::push_rules)
         .ruma_route(unconfigured::turn_server)
         .ruma_route(unconfigured::pushers)
         .ruma_route(unconfigured::protocols)
+        .merge(media::routes())
 }

@@ -1,0 +1,153 @@
+//! End-to-end encryption keys: `keys/upload`, `keys/query`, `keys/claim`, `keys/changes`,
+//! `keys/device_signing/upload` and `keys/signatures/upload`.
+//!
+//! Spec: <https://spec.matrix.org/latest/client-server-api/#end-to-end-encryption>. The server
+//! checks what it can (device self-signatures, cross-signing chains) and refuses keys that claim
+//! another user or device; it never sees a private key.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use ruma::api::client::keys::{
+    claim_keys, get_key_changes, get_keys, upload_keys,
+    upload_signatures::{self, v3::Failure},
+    upload_signing_keys,
+};
+use serde_json::json;
+
+use super::{
+    membership::blocking,
+    uiaa::{self, Stage},
+};
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        ruma::Ruma,
+    },
+    service::{Services, keys::KeyError},
+};
+
+/// `POST /_matrix/client/v3/keys/upload`: device keys, one-time keys and fallback keys of the
+/// caller's device; answers the one-time key counts.
+pub async fn upload(
+    services: Arc<Services>,
+    req: Ruma<upload_keys::v3::Request>,
+) -> ApiResult<upload_keys::v3::Response> {
+    blocking(move || {
+        let (user, device) = (&req.auth.user_id, &req.auth.device_id);
+        if let Some(device_keys) = &req.body.device_keys {
+            let audience = services.key_audience(user)?;
+            services.keys.upload_device_keys(user, device, device_keys, &audience)?;
+        }
+        services.keys.upload_one_time_keys(
+            user,
+            device,
+            &req.body.one_time_keys,
+            &req.body.fallback_keys,
+        )?;
+        Ok(upload_keys::v3::Response::new(services.keys.one_time_key_counts(user, device)?))
+    })
+    .await
+}
+
+/// `POST /_matrix/client/v3/keys/query`
+pub async fn query(
+    services: Arc<Services>,
+    req: Ruma<get_keys::v3::Request>,
+) -> ApiResult<get_keys::v3::Response> {
+    blocking(move || Ok(services.query_keys(&req.auth.user_id, &req.body.device_keys)?)).await
+}
+
+/// `POST /_matrix/client/v3/keys/claim`: one key per device, never the same one-time key twice.
+pub async fn claim(
+    services: Arc<Services>,
+    req: Ruma<claim_keys::v3::Request>,
+) -> ApiResult<claim_keys::v3::Response> {
+    blocking(move || Ok(services.claim_keys(&req.body.one_time_keys)?)).await
+}
+
+/// `GET /_matrix/client/v3/keys/changes?from=&to=`: users whose device lists changed between
+/// two sync tokens.
+pub async fn changes(
+    services: Arc<Services>,
+    req: Ruma<get_key_changes::v3::Request>,
+) -> ApiResult<get_key_changes::v3::Response> {
+    let parse = |token: &str| {
+        token.parse::<u64>().map_err(|_| ApiError::InvalidParam(format!("invalid sync token {token:?}")))
+    };
+    let (from, to) = (parse(&req.body.from)?, parse(&req.body.to)?);
+    blocking(move || {
+        let changes = services.device_list_changes(&req.auth.user_id, from, to)?;
+        Ok(get_key_changes::v3::Response::new(
+            changes.changed.into_iter().collect(),
+            changes.left.into_iter().collect(),
+        ))
+    })
+    .await
+}
+
+/// `POST /_matrix/client/v3/keys/device_signing/upload`: the first upload needs no
+/// user-interactive auth (MSC3967); replacing existing keys needs the password.
+pub async fn upload_signing_keys(
+    services: Arc<Services>,
+    req: Ruma<upload_signing_keys::v3::Request>,
+) -> ApiResult<upload_signing_keys::v3::Response> {
+    blocking(move || {
+        let user = &req.auth.user_id;
+        let body = &req.body;
+        let checked = services.keys.check_signing_keys(
+            user,
+            body.master_key.as_ref(),
+            body.self_signing_key.as_ref(),
+            body.user_signing_key.as_ref(),
+        )?;
+        if checked.replaces_existing {
+            let purpose = format!("device_signing:{user}");
+            uiaa::require(&services, &purpose, body.auth.as_ref(), &[Stage::Password(user)])?;
+        }
+        let audience = services.key_audience(user)?;
+        services.keys.store_signing_keys(user, checked, &audience)?;
+        Ok(upload_signing_keys::v3::Response::new())
+    })
+    .await
+}
+
+/// `POST /_matrix/client/v3/keys/signatures/upload`: each signature is checked on its own;
+/// those that fail are reported per key and the others are stored.
+pub async fn upload_signatures(
+    services: Arc<Services>,
+    req: Ruma<upload_signatures::v3::Request>,
+) -> ApiResult<upload_signatures::v3::Response> {
+    blocking(move || {
+        let caller = &req.auth.user_id;
+        let audience = services.key_audience(caller)?;
+        let mut response = upload_signatures::v3::Response::new();
+        for (target, signed_keys) in &req.body.signed_keys {
+            for (key_id, signed) in signed_keys.iter() {
+                let result = if target.server_name() != services.globals.server_name {
+                    Err(KeyError::InvalidParam("this server does not federate yet".into()))
+                } else {
+                    services.keys.add_signatures(caller, target, key_id, signed, &audience)
+                };
+                let error = match result {
+                    Ok(()) => continue,
+                    Err(KeyError::Storage(e)) => return Err(e.into()),
+                    Err(e) => e,
+                };
+                response.failures.entry(target.clone()).or_insert_with(BTreeMap::new).insert(key_id.to_owned(), failure(&error)?);
+            }
+        }
+        Ok(response)
+    })
+    .await
+}
+
+/// The per-key failure of a signature upload.
+fn failure(error: &KeyError) -> ApiResult<Failure> {
+    let errcode = match error {
+        KeyError::InvalidSignature(_) => "M_INVALID_SIGNATURE",
+        KeyError::NotFound(_) => "M_NOT_FOUND",
+        _ => "M_INVALID_PARAM",
+    };
+    serde_json::from_value(json!({ "errcode": errcode, "error": error.to_string() }))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}

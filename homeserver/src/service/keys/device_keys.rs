@@ -1,0 +1,133 @@
+//! Device keys: the identity keys a device uploads, self-signed with its ed25519 key.
+
+use ruma::{
+    DeviceId, OwnedDeviceId, OwnedUserId, UserId, encryption::DeviceKeys, serde::Raw,
+};
+use serde_json::Value;
+
+use super::{KeyError, Keys, verify};
+use crate::storage::{Batch, Json, StorageError};
+
+impl Keys {
+    /// Stores the keys of the caller's device. They must name the caller's user and device and
+    /// carry a valid signature by the device's own ed25519 key; otherwise nothing is stored.
+    /// Re-uploading identical keys keeps the signatures cross-signing added to them.
+    pub fn upload_device_keys(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        keys: &Raw<DeviceKeys>,
+        wake: &[OwnedUserId],
+    ) -> Result<(), KeyError> {
+        let parsed: DeviceKeys = keys
+            .deserialize()
+            .map_err(|e| KeyError::InvalidParam(format!("invalid device keys: {e}")))?;
+        if parsed.user_id != user {
+            return Err(KeyError::InvalidParam(format!(
+                "device keys are for {}, not for the caller {user}",
+                parsed.user_id
+            )));
+        }
+        if parsed.device_id != device {
+            return Err(KeyError::InvalidParam(format!(
+                "device keys are for device {}, not for the caller's device {device}",
+                parsed.device_id
+            )));
+        }
+        let key_id = format!("ed25519:{device}");
+        let public_key = parsed
+            .keys
+            .iter()
+            .find(|(id, _)| id.as_str() == key_id)
+            .map(|(_, key)| key.clone())
+            .ok_or_else(|| KeyError::InvalidParam(format!("device keys have no {key_id} key")))?;
+        let mut value: Value = serde_json::from_str(keys.json().get())
+            .map_err(|e| KeyError::InvalidParam(format!("invalid device keys: {e}")))?;
+        if let Some(object) = value.as_object_mut() {
+            // The server fills `unsigned` itself when it answers queries.
+            object.remove("unsigned");
+        }
+        verify::check_signature(&value, user, &key_id, &public_key)?;
+
+        let _guard = self.lock.lock();
+        let key = (user.to_owned(), device.to_owned());
+        if let Some(Json(old)) = self.device_keys.get(&key)? {
+            if verify::same_content(&old, &value) {
+                verify::merge_signatures(&mut value, &old);
+                if value == old {
+                    return Ok(());
+                }
+            } else {
+                tracing::info!(%user, %device, "device replaced its identity keys");
+            }
+        }
+        let mut batch = Batch::default();
+        batch.put(&self.device_keys, &key, &Json(value));
+        self.write_with_change(user, batch, wake)?;
+        Ok(())
+    }
+
+    /// The keys of one device, with the signatures cross-signing added.
+    pub fn device_keys(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<Option<Value>, StorageError> {
+        Ok(self.device_keys.get(&(user.to_owned(), device.to_owned()))?.map(|Json(v)| v))
+    }
+
+    /// The keys of every device of a user that uploaded some.
+    pub fn all_device_keys(&self, user: &UserId) -> Result<Vec<(OwnedDeviceId, Value)>, StorageError> {
+        self.device_keys
+            .scan_prefix(&user.to_owned())?
+            .map(|res| res.map(|((_, device), Json(v))| (device, v)))
+            .collect()
+    }
+
+    /// The ed25519 public key of a device, from its uploaded keys.
+    pub(super) fn device_signing_key(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(self.device_keys(user, device)?.and_then(|keys| {
+            keys.get("keys")?.get(format!("ed25519:{device}"))?.as_str().map(str::to_owned)
+        }))
+    }
+
+    /// Removes everything a deleted device left: its keys, one-time and fallback keys, to-device
+    /// inbox and transaction IDs. The users in `wake` see its owner's device list change.
+    pub fn remove_device(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        wake: &[OwnedUserId],
+    ) -> Result<(), StorageError> {
+        let _guard = self.lock.lock();
+        let prefix = (user.to_owned(), device.to_owned());
+        let mut batch = Batch::default();
+        let had_keys = self.device_keys.contains(&prefix)?;
+        batch.delete(&self.device_keys, &prefix);
+        for entry in self.one_time_keys.scan_prefix(&prefix)? {
+            let (key, _) = entry?;
+            batch.delete(&self.one_time_keys, &key);
+        }
+        for entry in self.fallback_keys.scan_prefix(&prefix)? {
+            let (key, _) = entry?;
+            batch.delete(&self.fallback_keys, &key);
+        }
+        for entry in self.to_device.scan_prefix(&prefix)? {
+            let (key, _) = entry?;
+            batch.delete(&self.to_device, &key);
+        }
+        for entry in self.to_device_txns.scan_prefix(&prefix)? {
+            let (key, ()) = entry?;
+            batch.delete(&self.to_device_txns, &key);
+        }
+        if had_keys {
+            self.write_with_change(user, batch, wake)
+        } else {
+            self.device_keys.db().write(batch)
+        }
+    }
+}
