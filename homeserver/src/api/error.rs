@@ -8,7 +8,7 @@ use crate::{
     service::{
         accounts::AccountError,
         keys::KeyError,
-        media::MediaError,
+        media::{MediaError, thumbnail::ThumbnailError},
         rooms::RoomError,
         StartError,
     },
@@ -231,6 +231,7 @@ impl From<MediaError> for ApiError {
             MediaError::Forbidden(reason) => Self::Forbidden(reason),
             MediaError::CannotOverwrite => Self::CannotOverwriteMedia,
             MediaError::TooManyPending { retry_after_ms } => Self::LimitExceeded { retry_after_ms },
+            MediaError::Thumbnail(e @ ThumbnailError::TooLarge) => Self::TooLarge(e.to_string()),
             MediaError::Thumbnail(e) => Self::CannotThumbnail(format!("cannot generate a thumbnail: {e}")),
             MediaError::Io { .. } | MediaError::Task(_) => Self::Internal(error.to_string()),
         }

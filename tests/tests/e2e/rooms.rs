@@ -239,3 +239,79 @@ async fn typing_receipts_tags_account_data() {
     assert_eq!(found["results"][0]["user_id"], "@bob:localhost");
     let _ = timeline(&sync, &room);
 }
+
+#[tokio::test]
+async fn relations_threads_search_upgrade_and_report() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat", "room_alias_name": "old", "visibility": "public" })).await;
+    bob.join(&room).await;
+    let root = alice.say(&room, "root", "budget meeting on thursday").await;
+    let mut replies = Vec::new();
+    for i in 0..3 {
+        replies.push(
+            bob.send(&room, "m.room.message", &format!("th{i}"), json!({
+                "msgtype": "m.text", "body": format!("reply {i}"),
+                "m.relates_to": { "rel_type": "m.thread", "event_id": root },
+            }))
+            .await,
+        );
+    }
+    bob.send(&room, "m.reaction", "re", json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": root, "key": "✅" } })).await;
+
+    // All relations, newest first, paginated.
+    let base = format!("/_matrix/client/v1/rooms/{}/relations/{}", enc(&room), enc(&root));
+    let page = bob.get(&format!("{base}?limit=2")).await.ok();
+    assert_eq!(page["chunk"].as_array().unwrap().len(), 2);
+    assert_eq!(page["chunk"][0]["type"], "m.reaction");
+    let next = page["next_batch"].as_str().unwrap();
+    let rest = bob.get(&format!("{base}?limit=10&from={next}")).await.ok();
+    assert_eq!(rest["chunk"].as_array().unwrap().len(), 2);
+    assert!(rest.get("next_batch").is_none());
+    // By relation type, and by relation and event type.
+    let threads = bob.get(&format!("{base}/m.thread")).await.ok();
+    assert_eq!(threads["chunk"].as_array().unwrap().len(), 3);
+    let reactions = bob.get(&format!("{base}/m.annotation/m.reaction")).await.ok();
+    assert_eq!(reactions["chunk"].as_array().unwrap().len(), 1);
+    let none = bob.get(&format!("{base}/m.annotation/m.room.message")).await.ok();
+    assert!(none["chunk"].as_array().unwrap().is_empty());
+
+    // Thread list.
+    let list = bob.get(&format!("/_matrix/client/v1/rooms/{}/threads", enc(&room))).await.ok();
+    assert_eq!(list["chunk"][0]["event_id"], root.as_str());
+    assert_eq!(list["chunk"][0]["unsigned"]["m.relations"]["m.thread"]["count"], 3);
+    let mine = alice.get(&format!("/_matrix/client/v1/rooms/{}/threads?include=participated", enc(&room))).await.ok();
+    assert_eq!(mine["chunk"].as_array().unwrap().len(), 1);
+
+    // Search finds the message by words in any order, only in rooms the searcher is in.
+    let query = json!({ "search_categories": { "room_events": { "search_term": "THURSDAY budget" } } });
+    let found = bob.post("/_matrix/client/v3/search", query.clone()).await.ok();
+    let results = &found["search_categories"]["room_events"];
+    assert_eq!(results["count"], 1);
+    assert_eq!(results["results"][0]["result"]["event_id"], root.as_str());
+    let outsider = server.register("carol").await;
+    let nothing = outsider.post("/_matrix/client/v3/search", query).await.ok();
+    assert_eq!(nothing["search_categories"]["room_events"]["count"], 0);
+
+    // Reports need a visible event.
+    bob.post(&format!("/_matrix/client/v3/rooms/{}/report/{}", enc(&room), enc(&root)), json!({ "reason": "test" })).await.ok();
+    outsider
+        .post(&format!("/_matrix/client/v3/rooms/{}/report/{}", enc(&room), enc(&root)), json!({ "reason": "x" }))
+        .await
+        .err(404, "M_NOT_FOUND");
+
+    // Upgrades: only with the tombstone's power level; the alias moves and the old room is tombstoned.
+    bob.post(&format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&room)), json!({ "new_version": "12" })).await.err(403, "M_FORBIDDEN");
+    let upgraded = alice.post(&format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&room)), json!({ "new_version": "12" })).await.ok();
+    let new_room = upgraded["replacement_room"].as_str().unwrap().to_owned();
+    let tombstone = alice.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.tombstone", enc(&room))).await.ok();
+    assert_eq!(tombstone["replacement_room"], new_room.as_str());
+    let alias = bob.get("/_matrix/client/v3/directory/room/%23old:localhost").await.ok();
+    assert_eq!(alias["room_id"], new_room.as_str());
+    let create = alice.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.create", enc(&new_room))).await.ok();
+    assert_eq!(create["predecessor"]["room_id"], room.as_str());
+    let join_rules = alice.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.join_rules", enc(&new_room))).await.ok();
+    assert_eq!(join_rules["join_rule"], "public");
+    bob.join(&new_room).await;
+}

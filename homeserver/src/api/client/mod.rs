@@ -45,7 +45,11 @@ const EMPTY_STATE_KEY: &[&str] = &[
 
 /// Every client endpoint, registered from ruma's metadata.
 pub fn routes() -> Router<Arc<Services>> {
+    let threads = Router::new()
+        .ruma_route(relations::threads)
+        .route_layer(axum::middleware::map_request(relations::default_include));
     Router::new()
+        .merge(threads)
         .ruma_route(discovery::well_known)
         .ruma_route(discovery::versions)
         .ruma_route(discovery::capabilities)
@@ -138,7 +142,6 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(relations::all)
         .ruma_route(relations::by_type)
         .ruma_route(relations::by_type_and_event_type)
-        .ruma_route(relations::threads)
         .ruma_route(search::search)
         .ruma_route(room_admin::upgrade)
         .ruma_route(room_admin::report)

@@ -135,3 +135,17 @@ pub async fn threads(services: Arc<Services>, req: Ruma<get_threads::v1::Request
     })
     .await
 }
+
+/// ruma 0.16 requires `include` on `/threads` although the spec makes it optional (default
+/// `all`); add the default before parsing so clients that omit it are served.
+pub async fn default_include(mut request: axum::extract::Request) -> axum::extract::Request {
+    let query = request.uri().query().unwrap_or_default();
+    if !query.split('&').any(|pair| pair.starts_with("include=")) {
+        let path = request.uri().path();
+        let new_query = if query.is_empty() { "include=all".to_owned() } else { format!("{query}&include=all") };
+        if let Ok(uri) = format!("{path}?{new_query}").parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}

@@ -213,10 +213,11 @@ pub fn generate(
     ) {
         return Err(ThumbnailError::Unsupported);
     }
-    if animated && matches!(format, ImageFormat::Gif | ImageFormat::WebP) {
-        if let Some(generated) = animated_thumbnail(source, format, size, max_pixels)? {
-            return Ok(generated);
-        }
+    if animated
+        && matches!(format, ImageFormat::Gif | ImageFormat::WebP)
+        && let Some(generated) = animated_thumbnail(source, format, size, max_pixels)?
+    {
+        return Ok(generated);
     }
     let mut decoder = reader.into_decoder()?;
     let (width, height) = decoder.dimensions();

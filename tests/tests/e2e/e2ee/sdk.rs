@@ -192,7 +192,10 @@ async fn a_cross_signed_second_device_decrypts_new_messages() {
     // Bob sees the second device signed by Alice's self-signing key.
     eventually("Bob to see the second device cross-signed", || async {
         bob.sync_once(SyncSettings::default()).await.ok()?;
-        let device = bob.encryption().get_device(&alice_id, &second).await.ok().flatten()?;
+        let identity = bob.encryption().get_user_identity(&alice_id).await;
+        let device = bob.encryption().get_device(&alice_id, &second).await;
+        eprintln!("DEBUG bob view: identity={:?} device={:?}", identity.as_ref().map(|i| i.is_some()), device.as_ref().map(|d| d.as_ref().map(|d| (d.is_cross_signed_by_owner(), d.is_verified()))));
+        let device = device.ok().flatten()?;
         device.is_cross_signed_by_owner().then_some(())
     })
     .await;
