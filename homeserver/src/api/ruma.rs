@@ -277,6 +277,16 @@ pub trait RumaRouter {
         T::Authentication: Authenticate,
         F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+
+    /// Like [`RumaRouter::ruma_route`] for a handler that builds its own response, where ruma's
+    /// response type cannot express what the spec requires.
+    fn ruma_route_custom<T, F, Fut, R>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+        R: IntoResponse + 'static;
 }
 
 impl RumaRouter for Router<Arc<Services>> {
@@ -334,6 +344,32 @@ impl RumaRouter for Router<Arc<Services>> {
                 path,
                 on(method, move |State(services): State<Arc<Services>>, request: Request| async move {
                     let request = Ruma::<T>::extract(request, &services, BodyKind::Upload).await?;
+                    handler(services, request).await
+                }),
+            );
+        }
+        router
+    }
+
+    fn ruma_route_custom<T, F, Fut, R>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: Authenticate,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+        R: IntoResponse + 'static,
+    {
+        let method = match MethodFilter::try_from(T::METHOD) {
+            Ok(method) => method,
+            Err(_) => return self,
+        };
+        let mut router = self;
+        for path in T::PATH_BUILDER.all_paths() {
+            let handler = handler.clone();
+            router = router.route(
+                path,
+                on(method, move |State(services): State<Arc<Services>>, request: Request| async move {
+                    let request = Ruma::<T>::extract(request, &services, BodyKind::Json).await?;
                     handler(services, request).await
                 }),
             );

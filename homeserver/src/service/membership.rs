@@ -36,7 +36,10 @@ impl Services {
         if !self.rooms.exists(room_id)? {
             return Err(RoomError::UnknownRoom(room_id.to_owned()));
         }
-        let content = self.member_content(user, "join", reason)?;
+        let mut content = self.member_content(user, "join", reason)?;
+        if let Some(authoriser) = self.restricted_join_authoriser(user, room_id)? {
+            content["join_authorised_via_users_server"] = authoriser.as_str().into();
+        }
         self.rooms.append(
             room_id,
             user,
@@ -44,6 +47,21 @@ impl Services {
             None,
         )?;
         Ok(room_id.to_owned())
+    }
+
+    /// Asks to join a room whose join rule allows knocking.
+    pub fn knock(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<(), RoomError> {
+        if !self.rooms.exists(room_id)? {
+            return Err(RoomError::UnknownRoom(room_id.to_owned()));
+        }
+        let content = self.member_content(user, "knock", reason)?;
+        self.rooms.append(
+            room_id,
+            user,
+            PduTemplate::state(StateEventType::RoomMember, user.as_str(), content),
+            None,
+        )?;
+        Ok(())
     }
 
     /// Leaves a room, or rejects an invite, or withdraws a knock.

@@ -16,6 +16,7 @@ pub mod reports;
 pub mod room_summary;
 pub mod rooms;
 pub mod search;
+pub mod spaces;
 pub mod sync;
 pub mod uiaa;
 pub mod upgrade;

@@ -194,7 +194,10 @@ impl Services {
         let timeline_ids: HashSet<&ruma::OwnedEventId> = events.iter().map(|e| e.event_id()).collect();
         let state_json: Vec<Value> = state_events
             .iter()
-            .filter(|pdu| !timeline_ids.contains(pdu.event_id()))
+            // `state` is the state before the timeline, so it leaves out the timeline's own state
+            // events; MSC4222's `state_after` is the whole change, and clients using it ignore
+            // state events in the timeline (matrix-sdk would miss `m.room.encryption`).
+            .filter(|pdu| req.use_state_after || !timeline_ids.contains(pdu.event_id()))
             .filter(|pdu| {
                 !lazy
                     || *pdu.kind() != TimelineEventType::RoomMember

@@ -113,6 +113,7 @@ impl Services {
             None,
         )?;
         self.move_aliases(user, room_id, &new_room)?;
+        self.relink_spaces(user, room_id, &new_room, meta.state)?;
         self.mute_old_room(user, room_id, power_levels.as_deref())?;
         Ok(new_room)
     }
@@ -130,6 +131,40 @@ impl Services {
             let content = Value::Object(canonical.content_object());
             self.rooms.append(new, user, PduTemplate::state(StateEventType::RoomCanonicalAlias, "", content), None)?;
             self.rooms.append(old, user, PduTemplate::state(StateEventType::RoomCanonicalAlias, "", json!({})), None)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the room's place in the space tree: a space's children and the room's parents are
+    /// copied to the new room, and each parent space (where the user may) lists the new room in
+    /// place of the old one.
+    fn relink_spaces(&self, user: &UserId, old: &RoomId, new: &RoomId, old_state: u64) -> Result<(), RoomError> {
+        for pdu in self.rooms.state_events(old_state)? {
+            let kind = pdu.kind().to_string();
+            if kind != "m.space.child" && kind != "m.space.parent" {
+                continue;
+            }
+            let Some(state_key) = pdu.state_key() else { continue };
+            let content = Value::Object(pdu.content_object());
+            if content.as_object().is_none_or(|c| c.is_empty()) {
+                continue;
+            }
+            let template = PduTemplate::state(StateEventType::from(kind.as_str()), state_key, content.clone());
+            if let Err(e) = self.rooms.append(new, user, template, None) {
+                tracing::warn!(%new, error = %e, "could not copy a space link to the upgraded room");
+            }
+            if kind == "m.space.parent" {
+                let Ok(parent) = ruma::OwnedRoomId::try_from(state_key) else { continue };
+                let Some(child) = self.rooms.current_state_event(&parent, &StateEventType::SpaceChild, old.as_str())? else {
+                    continue;
+                };
+                let child_content = Value::Object(child.content_object());
+                let add = PduTemplate::state(StateEventType::SpaceChild, new.as_str(), child_content);
+                let remove = PduTemplate::state(StateEventType::SpaceChild, old.as_str(), json!({}));
+                if self.rooms.append(&parent, user, add, None).is_ok() {
+                    let _ = self.rooms.append(&parent, user, remove, None);
+                }
+            }
         }
         Ok(())
     }

@@ -112,7 +112,10 @@ impl Device {
     }
 
     async fn query(&self, user: &str) -> Value {
-        self.client.post("/_matrix/client/v3/keys/query", json!({ "device_keys": { user: [] } })).await.ok()
+        self.client
+            .post("/_matrix/client/v3/keys/query", json!({ "device_keys": { user: [] } }))
+            .await
+            .ok()
     }
 
     async fn claim(&self, user: &str, device: &str) -> Value {
@@ -132,7 +135,10 @@ async fn upload_query_and_claim_keys() {
     let bob = Device::register(&server, "bob").await;
     alice
         .client
-        .put(&format!("/_matrix/client/v3/devices/{}", alice.device), json!({ "display_name": "laptop" }))
+        .put(
+            &format!("/_matrix/client/v3/devices/{}", alice.device),
+            json!({ "display_name": "laptop" }),
+        )
         .await
         .ok();
 
@@ -152,7 +158,10 @@ async fn upload_query_and_claim_keys() {
     // Remote users are reported as failures, not silently dropped.
     let remote = bob
         .client
-        .post("/_matrix/client/v3/keys/query", json!({ "device_keys": { "@carol:elsewhere.example": [] } }))
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({ "device_keys": { "@carol:elsewhere.example": [] } }),
+        )
         .await
         .ok();
     assert!(remote["failures"]["elsewhere.example"].is_object(), "{remote}");
@@ -164,7 +173,8 @@ async fn upload_query_and_claim_keys() {
     let mut claimed = BTreeSet::new();
     for _ in 0..3 {
         let reply = bob.claim(&alice.user, &alice.device).await;
-        let keys = reply["one_time_keys"][&alice.user][&alice.device].as_object().expect("a key").clone();
+        let keys =
+            reply["one_time_keys"][&alice.user][&alice.device].as_object().expect("a key").clone();
         assert_eq!(keys.len(), 1);
         let (id, key) = keys.into_iter().next().expect("key");
         assert!(key.get("fallback").is_none(), "one-time keys come first");
@@ -207,8 +217,15 @@ async fn keys_that_lie_or_do_not_verify_are_refused() {
     alice.upload(json!({ "device_keys": tampered })).await.err(400, "M_INVALID_SIGNATURE");
 
     let mut signed_by_another_key = alice.device_keys();
-    Signer::new().sign(&alice.user, &format!("ed25519:{}", alice.device), &mut signed_by_another_key);
-    alice.upload(json!({ "device_keys": signed_by_another_key })).await.err(400, "M_INVALID_SIGNATURE");
+    Signer::new().sign(
+        &alice.user,
+        &format!("ed25519:{}", alice.device),
+        &mut signed_by_another_key,
+    );
+    alice
+        .upload(json!({ "device_keys": signed_by_another_key }))
+        .await
+        .err(400, "M_INVALID_SIGNATURE");
 
     let query = bob.query(&alice.user).await;
     assert_eq!(query["device_keys"][&alice.user], json!({}), "nothing stored: {query}");
@@ -238,7 +255,10 @@ async fn concurrent_claims_never_hand_out_a_key_twice() {
     let keys = 40;
     let claims = 60;
     for batch in 0..keys / 10 {
-        alice.upload(json!({ "one_time_keys": alice.one_time_keys(batch * 10, 10, false) })).await.ok();
+        alice
+            .upload(json!({ "one_time_keys": alice.one_time_keys(batch * 10, 10, false) }))
+            .await
+            .ok();
     }
     let tasks = (0..claims).map(|_| {
         let client = bob.client.clone();
@@ -246,7 +266,9 @@ async fn concurrent_claims_never_hand_out_a_key_twice() {
         tokio::spawn(async move {
             let body = json!({ "one_time_keys": { &user: { &device: "signed_curve25519" } } });
             let reply = client.post("/_matrix/client/v3/keys/claim", body).await.ok();
-            reply["one_time_keys"][&user][&device].as_object().map(|k| k.keys().cloned().collect::<Vec<_>>())
+            reply["one_time_keys"][&user][&device]
+                .as_object()
+                .map(|k| k.keys().cloned().collect::<Vec<_>>())
         })
     });
     let mut handed_out = Vec::new();
@@ -318,8 +340,10 @@ async fn device_lists_follow_keys_membership_and_deletion() {
     alice.upload(json!({ "device_keys": alice.device_keys() })).await.ok();
     bob.upload(json!({ "device_keys": bob.device_keys() })).await.ok();
     let room = alice.client.create_room(json!({ "preset": "public_chat" })).await;
-    let alice_token = alice.client.sync(None, 0).await["next_batch"].as_str().expect("token").to_owned();
-    let bob_token = bob.client.sync(None, 0).await["next_batch"].as_str().expect("token").to_owned();
+    let alice_token =
+        alice.client.sync(None, 0).await["next_batch"].as_str().expect("token").to_owned();
+    let bob_token =
+        bob.client.sync(None, 0).await["next_batch"].as_str().expect("token").to_owned();
 
     // Bob joins: each now tracks the other.
     bob.client.join(&room).await;
@@ -347,7 +371,10 @@ async fn device_lists_follow_keys_membership_and_deletion() {
         .await
         .ok();
     assert!(ids(&changes["changed"]).contains(&alice.user), "{changes}");
-    assert_eq!(bob.query(&alice.user).await["device_keys"][&alice.user].as_object().map(|d| d.len()), Some(2));
+    assert_eq!(
+        bob.query(&alice.user).await["device_keys"][&alice.user].as_object().map(|d| d.len()),
+        Some(2)
+    );
 
     // Deleting the device removes its keys and tells Bob.
     let path = format!("/_matrix/client/v3/devices/{}", alice2.device);
@@ -363,11 +390,18 @@ async fn device_lists_follow_keys_membership_and_deletion() {
     let bob_sync = bob.client.sync(Some(&after_upload), 0).await;
     assert!(ids(&bob_sync["device_lists"]["changed"]).contains(&alice.user), "{bob_sync}");
     let devices = bob.query(&alice.user).await["device_keys"][&alice.user].clone();
-    assert!(devices.get(&alice2.device).is_none() && devices.get(&alice.device).is_some(), "{devices}");
+    assert!(
+        devices.get(&alice2.device).is_none() && devices.get(&alice.device).is_some(),
+        "{devices}"
+    );
 
     // Bob leaves the only room they share: Alice sees him in `left`.
-    let alice_token = alice.client.sync(None, 0).await["next_batch"].as_str().expect("token").to_owned();
-    bob.client.post(&format!("/_matrix/client/v3/rooms/{}/leave", relais_tests::enc(&room)), json!({})).await.ok();
+    let alice_token =
+        alice.client.sync(None, 0).await["next_batch"].as_str().expect("token").to_owned();
+    bob.client
+        .post(&format!("/_matrix/client/v3/rooms/{}/leave", relais_tests::enc(&room)), json!({}))
+        .await
+        .ok();
     let alice_sync = alice.client.sync(Some(&alice_token), 0).await;
     assert!(ids(&alice_sync["device_lists"]["left"]).contains(&bob.user), "{alice_sync}");
 }
@@ -422,7 +456,10 @@ async fn cross_signing_keys_and_signatures() {
     let seen_by_bob = bob.query(&alice.user).await;
     assert_eq!(seen_by_bob["master_keys"][&alice.user]["usage"], json!(["master"]));
     assert!(seen_by_bob["self_signing_keys"][&alice.user].is_object());
-    assert!(seen_by_bob["user_signing_keys"].get(&alice.user).is_none(), "user-signing keys are private");
+    assert!(
+        seen_by_bob["user_signing_keys"].get(&alice.user).is_none(),
+        "user-signing keys are private"
+    );
     assert!(alice.query(&alice.user).await["user_signing_keys"][&alice.user].is_object());
 
     // Replacing them needs the password.
@@ -441,9 +478,17 @@ async fn cross_signing_keys_and_signatures() {
     forged.as_object_mut().expect("object").remove("signatures");
     Signer::new().sign(&alice.user, &ssk_id, &mut forged);
     let sigs = "/_matrix/client/v3/keys/signatures/upload";
-    let reply = alice.client.post(sigs, json!({ &alice.user: { &alice.device: forged } })).await.ok();
-    assert_eq!(reply["failures"][&alice.user][&alice.device]["errcode"], "M_INVALID_SIGNATURE", "{reply}");
-    let reply = alice.client.post(sigs, json!({ &alice.user: { &alice.device: signed_device } })).await.ok();
+    let reply =
+        alice.client.post(sigs, json!({ &alice.user: { &alice.device: forged } })).await.ok();
+    assert_eq!(
+        reply["failures"][&alice.user][&alice.device]["errcode"], "M_INVALID_SIGNATURE",
+        "{reply}"
+    );
+    let reply = alice
+        .client
+        .post(sigs, json!({ &alice.user: { &alice.device: signed_device } }))
+        .await
+        .ok();
     assert!(reply["failures"].as_object().is_none_or(|f| f.is_empty()), "{reply}");
     let seen = bob.query(&alice.user).await;
     let signatures = &seen["device_keys"][&alice.user][&alice.device]["signatures"][&alice.user];
@@ -456,12 +501,22 @@ async fn cross_signing_keys_and_signatures() {
     let mut master = seen["master_keys"][&alice.user].clone();
     let usk_id = format!("ed25519:{}", bob_cs.user_signing.public());
     bob_cs.user_signing.sign(&bob.user, &usk_id, &mut master);
-    let reply = bob.client.post(sigs, json!({ &alice.user: { alice_cs.master.public(): master } })).await.ok();
+    let reply = bob
+        .client
+        .post(sigs, json!({ &alice.user: { alice_cs.master.public(): master } }))
+        .await
+        .ok();
     assert!(reply["failures"].as_object().is_none_or(|f| f.is_empty()), "{reply}");
     let by_bob = bob.query(&alice.user).await;
-    assert!(by_bob["master_keys"][&alice.user]["signatures"][&bob.user][&usk_id].is_string(), "{by_bob}");
+    assert!(
+        by_bob["master_keys"][&alice.user]["signatures"][&bob.user][&usk_id].is_string(),
+        "{by_bob}"
+    );
     let by_alice = alice.query(&alice.user).await;
-    assert!(by_alice["master_keys"][&alice.user]["signatures"].get(&bob.user).is_none(), "{by_alice}");
+    assert!(
+        by_alice["master_keys"][&alice.user]["signatures"].get(&bob.user).is_none(),
+        "{by_alice}"
+    );
 
     // With the password, the keys are replaced.
     let auth = json!({
@@ -474,5 +529,8 @@ async fn cross_signing_keys_and_signatures() {
     body["auth"] = auth;
     alice.client.post(path, body).await.ok();
     let master = &bob.query(&alice.user).await["master_keys"][&alice.user];
-    assert_eq!(master["keys"][format!("ed25519:{}", replacement.master.public())], replacement.master.public());
+    assert_eq!(
+        master["keys"][format!("ed25519:{}", replacement.master.public())],
+        replacement.master.public()
+    );
 }

@@ -4,6 +4,7 @@
 
 // matrix-sdk's futures are deeply nested types.
 #![recursion_limit = "256"]
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
 mod accounts;
 mod bad_input;
@@ -12,4 +13,5 @@ mod e2ee;
 mod media;
 mod rooms;
 mod sdk;
+mod spaces;
 mod sync;

@@ -99,10 +99,14 @@ pub async fn put_keys(
             .rooms
             .iter()
             .flat_map(|(room, backup)| {
-                backup.sessions.iter().map(move |(session, data)| (room.clone(), session.clone(), data))
+                backup
+                    .sessions
+                    .iter()
+                    .map(move |(session, data)| (room.clone(), session.clone(), data))
             })
             .collect();
-        let (etag, n) = services.keys.backups.put_keys(&req.auth.user_id, &req.body.version, keys)?;
+        let (etag, n) =
+            services.keys.backups.put_keys(&req.auth.user_id, &req.body.version, keys)?;
         Ok(add_backup_keys::v3::Response::new(etag, count(n)))
     })
     .await
@@ -115,7 +119,8 @@ pub async fn put_room_keys(
 ) -> ApiResult<add_backup_keys_for_room::v3::Response> {
     blocking(move || {
         let body = &req.body;
-        let keys = body.sessions.iter().map(|(s, data)| (body.room_id.clone(), s.clone(), data)).collect();
+        let keys =
+            body.sessions.iter().map(|(s, data)| (body.room_id.clone(), s.clone(), data)).collect();
         let (etag, n) = services.keys.backups.put_keys(&req.auth.user_id, &body.version, keys)?;
         Ok(add_backup_keys_for_room::v3::Response::new(etag, count(n)))
     })
@@ -139,7 +144,8 @@ pub async fn get_keys(
     req: Ruma<get_backup_keys::v3::Request>,
 ) -> ApiResult<get_backup_keys::v3::Response> {
     blocking(move || {
-        let keys = services.keys.backups.get_keys(&req.auth.user_id, &req.body.version, Scope::All)?;
+        let keys =
+            services.keys.backups.get_keys(&req.auth.user_id, &req.body.version, Scope::All)?;
         let rooms = keys
             .into_iter()
             .map(|(room, sessions)| (room, ruma::api::client::backup::RoomKeyBackup::new(sessions)))
@@ -155,8 +161,11 @@ pub async fn get_room_keys(
     req: Ruma<get_backup_keys_for_room::v3::Request>,
 ) -> ApiResult<get_backup_keys_for_room::v3::Response> {
     let body = &req.body;
-    let mut keys =
-        services.keys.backups.get_keys(&req.auth.user_id, &body.version, Scope::Room(&body.room_id))?;
+    let mut keys = services.keys.backups.get_keys(
+        &req.auth.user_id,
+        &body.version,
+        Scope::Room(&body.room_id),
+    )?;
     let sessions = keys.remove(&body.room_id).unwrap_or_default();
     Ok(get_backup_keys_for_room::v3::Response::new(sessions))
 }
@@ -197,8 +206,11 @@ pub async fn delete_room_keys(
     req: Ruma<delete_backup_keys_for_room::v3::Request>,
 ) -> ApiResult<delete_backup_keys_for_room::v3::Response> {
     let body = &req.body;
-    let (etag, n) =
-        services.keys.backups.delete_keys(&req.auth.user_id, &body.version, Scope::Room(&body.room_id))?;
+    let (etag, n) = services.keys.backups.delete_keys(
+        &req.auth.user_id,
+        &body.version,
+        Scope::Room(&body.room_id),
+    )?;
     Ok(delete_backup_keys_for_room::v3::Response::new(etag, count(n)))
 }
 

@@ -5,7 +5,7 @@
 //! checks what it can (device self-signatures, cross-signing chains) and refuses keys that claim
 //! another user or device; it never sees a private key.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys,
@@ -72,7 +72,9 @@ pub async fn changes(
     req: Ruma<get_key_changes::v3::Request>,
 ) -> ApiResult<get_key_changes::v3::Response> {
     let parse = |token: &str| {
-        token.parse::<u64>().map_err(|_| ApiError::InvalidParam(format!("invalid sync token {token:?}")))
+        token
+            .parse::<u64>()
+            .map_err(|_| ApiError::InvalidParam(format!("invalid sync token {token:?}")))
     };
     let (from, to) = (parse(&req.body.from)?, parse(&req.body.to)?);
     blocking(move || {
@@ -133,7 +135,11 @@ pub async fn upload_signatures(
                     Err(KeyError::Storage(e)) => return Err(e.into()),
                     Err(e) => e,
                 };
-                response.failures.entry(target.clone()).or_insert_with(BTreeMap::new).insert(key_id.to_owned(), failure(&error)?);
+                response
+                    .failures
+                    .entry(target.clone())
+                    .or_default()
+                    .insert(key_id.to_owned(), failure(&error)?);
             }
         }
         Ok(response)

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ruma::{
     OwnedRoomId, RoomOrAliasId,
+    api::client::knock::knock_room,
     api::client::membership::{
         ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias,
         joined_rooms, kick_user, leave_room, unban_user,
@@ -27,7 +28,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// A local room from an ID or alias.
-fn resolve_room(services: &Services, target: &RoomOrAliasId) -> ApiResult<OwnedRoomId> {
+pub(crate) fn resolve_room(services: &Services, target: &RoomOrAliasId) -> ApiResult<OwnedRoomId> {
     match <&ruma::RoomId>::try_from(target) {
         Ok(room_id) => Ok(room_id.to_owned()),
         Err(alias) => services
@@ -73,6 +74,18 @@ pub async fn join_by_id_or_alias(
     })
     .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+/// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
+pub async fn knock(services: Arc<Services>, req: Ruma<knock_room::v3::Request>) -> ApiResult<knock_room::v3::Response> {
+    let user = req.auth.user_id.clone();
+    let room_id = blocking(move || {
+        let room_id = resolve_room(&services, &req.body.room_id_or_alias)?;
+        services.knock(&room_id, &user, req.body.reason.as_deref()).map_err(join_error)?;
+        Ok(room_id)
+    })
+    .await?;
+    Ok(knock_room::v3::Response::new(room_id))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`

@@ -20,6 +20,7 @@ mod relations;
 mod room_admin;
 mod room_create;
 mod search;
+mod spaces;
 mod session;
 mod state;
 mod sync;
@@ -77,6 +78,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(room_create::create_room)
         .ruma_route(membership::join_by_id)
         .ruma_route(membership::join_by_id_or_alias)
+        .ruma_route(membership::knock)
         .ruma_route(membership::invite)
         .ruma_route(membership::leave)
         .ruma_route(membership::forget)
@@ -104,7 +106,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(directory::set_visibility)
         .ruma_route(directory::public_rooms)
         .ruma_route(directory::public_rooms_filtered)
-        .ruma_route(sync::sync)
+        .ruma_route_custom(sync::sync)
         .ruma_route(ephemeral::typing)
         .ruma_route(ephemeral::receipt)
         .ruma_route(ephemeral::read_markers)
@@ -143,6 +145,8 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(relations::by_type)
         .ruma_route(relations::by_type_and_event_type)
         .ruma_route(search::search)
+        .ruma_route(spaces::hierarchy)
+        .ruma_route(spaces::summary)
         .ruma_route(room_admin::upgrade)
         .ruma_route(room_admin::report)
         .ruma_route(unconfigured::push_rules)

@@ -3,6 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use ruma::{
+    api::OutgoingResponse as _,
     api::client::{filter::FilterDefinition, sync::sync_events},
     presence::PresenceState,
 };
@@ -11,7 +12,7 @@ use super::membership::blocking;
 use crate::{
     api::{
         error::{ApiError, ApiResult},
-        ruma::Ruma,
+        ruma::{Ruma, RumaResponse},
     },
     service::{
         Services,
@@ -21,6 +22,34 @@ use crate::{
 
 /// Sync v2.
 pub async fn sync(
+    services: Arc<Services>,
+    req: Ruma<sync_events::v3::Request>,
+) -> ApiResult<axum::response::Response> {
+    let response = sync_response(services, req).await?;
+    Ok(serialize(response))
+}
+
+/// Serialises a sync response. ruma 0.16 leaves out `rooms` when only `rooms.knock` has entries
+/// (`Rooms::is_empty` forgets knocks), which would hide a knock from the knocker: knocks are
+/// taken out before serialising and put back into the JSON.
+fn serialize(mut response: sync_events::v3::Response) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let knock = std::mem::take(&mut response.rooms.knock);
+    if knock.is_empty() {
+        return RumaResponse(response).into_response();
+    }
+    let mut json = match response.try_into_http_response::<Vec<u8>>() {
+        Ok(http) => serde_json::from_slice::<serde_json::Value>(http.body()).unwrap_or_default(),
+        Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+    };
+    match serde_json::to_value(&knock) {
+        Ok(knock) => json["rooms"]["knock"] = knock,
+        Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+    }
+    axum::Json(json).into_response()
+}
+
+async fn sync_response(
     services: Arc<Services>,
     req: Ruma<sync_events::v3::Request>,
 ) -> ApiResult<sync_events::v3::Response> {

@@ -56,9 +56,12 @@ fn recipients(
                 return Err(ApiError::BadJson("to-device content must be a JSON object".into()));
             }
             let devices: Vec<_> = match target {
-                DeviceIdOrAllDevices::DeviceId(device) => {
-                    services.accounts.device(user, device)?.map(|d| d.device_id).into_iter().collect()
-                }
+                DeviceIdOrAllDevices::DeviceId(device) => services
+                    .accounts
+                    .device(user, device)?
+                    .map(|d| d.device_id)
+                    .into_iter()
+                    .collect(),
                 DeviceIdOrAllDevices::AllDevices => {
                     services.accounts.devices(user)?.into_iter().map(|d| d.device_id).collect()
                 }

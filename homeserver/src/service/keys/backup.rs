@@ -79,7 +79,11 @@ impl Backups {
     }
 
     /// Creates a new version, which becomes the current one.
-    pub fn create(&self, user: &UserId, algorithm: &Raw<BackupAlgorithm>) -> Result<String, KeyError> {
+    pub fn create(
+        &self,
+        user: &UserId,
+        algorithm: &Raw<BackupAlgorithm>,
+    ) -> Result<String, KeyError> {
         let algorithm = parse_algorithm(algorithm)?;
         let _guard = self.lock.lock();
         let last = self.versions.scan_prefix_rev(&user.to_owned())?.next().transpose()?;
@@ -113,7 +117,9 @@ impl Backups {
     pub fn info(&self, user: &UserId, version: Option<&str>) -> Result<BackupInfo, KeyError> {
         let (number, v) = match version {
             Some(version) => self.live(user, version)?,
-            None => self.current(user)?.ok_or_else(|| KeyError::NotFound("no key backup exists".into()))?,
+            None => self
+                .current(user)?
+                .ok_or_else(|| KeyError::NotFound("no key backup exists".into()))?,
         };
         Ok(BackupInfo {
             version: number.to_string(),
@@ -124,12 +130,19 @@ impl Backups {
     }
 
     /// Replaces the auth data of a version; its algorithm cannot change.
-    pub fn update(&self, user: &UserId, version: &str, algorithm: &Raw<BackupAlgorithm>) -> Result<(), KeyError> {
+    pub fn update(
+        &self,
+        user: &UserId,
+        version: &str,
+        algorithm: &Raw<BackupAlgorithm>,
+    ) -> Result<(), KeyError> {
         let algorithm = parse_algorithm(algorithm)?;
         let _guard = self.lock.lock();
         let (number, mut v) = self.live(user, version)?;
         if v.algorithm.get("algorithm") != algorithm.get("algorithm") {
-            return Err(KeyError::InvalidParam("the algorithm of a backup version cannot change".into()));
+            return Err(KeyError::InvalidParam(
+                "the algorithm of a backup version cannot change".into(),
+            ));
         }
         v.algorithm = algorithm;
         self.versions.put(&(user.to_owned(), number), &Json(v))?;
@@ -170,15 +183,17 @@ impl Backups {
         let current = self.current(user)?;
         let (number, mut v) = match current {
             Some((number, v)) if number.to_string() == version => (number, v),
-            Some((number, _)) => return Err(KeyError::WrongBackupVersion { current: Some(number.to_string()) }),
+            Some((number, _)) => {
+                return Err(KeyError::WrongBackupVersion { current: Some(number.to_string()) });
+            }
             None => return Err(unknown_version()),
         };
         let mut batch = Batch::default();
         let mut changed = false;
         for (room, session, raw) in keys {
-            let new: KeyBackupData = raw
-                .deserialize()
-                .map_err(|e| KeyError::InvalidParam(format!("invalid key backup data for {session}: {e}")))?;
+            let new: KeyBackupData = raw.deserialize().map_err(|e| {
+                KeyError::InvalidParam(format!("invalid key backup data for {session}: {e}"))
+            })?;
             let value: Value = serde_json::from_str(raw.json().get())
                 .map_err(|e| KeyError::InvalidParam(format!("invalid key backup data: {e}")))?;
             let key = ((user.to_owned(), number), room, session);
@@ -206,7 +221,12 @@ impl Backups {
     }
 
     /// The stored keys of a live version within `scope`.
-    pub fn get_keys(&self, user: &UserId, version: &str, scope: Scope<'_>) -> Result<BackedUpKeys, KeyError> {
+    pub fn get_keys(
+        &self,
+        user: &UserId,
+        version: &str,
+        scope: Scope<'_>,
+    ) -> Result<BackedUpKeys, KeyError> {
         let (number, _) = self.live(user, version)?;
         let mut out = BackedUpKeys::new();
         for entry in self.scan(user, number, scope)? {
@@ -217,7 +237,12 @@ impl Backups {
     }
 
     /// Deletes the keys of a live version within `scope`. Returns the new etag and count.
-    pub fn delete_keys(&self, user: &UserId, version: &str, scope: Scope<'_>) -> Result<(String, u64), KeyError> {
+    pub fn delete_keys(
+        &self,
+        user: &UserId,
+        version: &str,
+        scope: Scope<'_>,
+    ) -> Result<(String, u64), KeyError> {
         let _guard = self.lock.lock();
         let (number, mut v) = self.live(user, version)?;
         let found = self.scan(user, number, scope)?;
@@ -257,10 +282,12 @@ impl Backups {
 
 /// The algorithm and auth data as a JSON object, after checking they parse.
 fn parse_algorithm(raw: &Raw<BackupAlgorithm>) -> Result<Value, KeyError> {
-    raw.deserialize().map_err(|e| KeyError::InvalidParam(format!("invalid backup algorithm: {e}")))?;
+    raw.deserialize()
+        .map_err(|e| KeyError::InvalidParam(format!("invalid backup algorithm: {e}")))?;
     let value: Value = serde_json::from_str(raw.json().get())
         .map_err(|e| KeyError::InvalidParam(format!("invalid backup algorithm: {e}")))?;
-    let (Some(algorithm), Some(auth_data)) = (value.get("algorithm"), value.get("auth_data")) else {
+    let (Some(algorithm), Some(auth_data)) = (value.get("algorithm"), value.get("auth_data"))
+    else {
         return Err(KeyError::MissingParam("algorithm and auth_data are required".into()));
     };
     Ok(serde_json::json!({ "algorithm": algorithm, "auth_data": auth_data }))

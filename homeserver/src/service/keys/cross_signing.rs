@@ -41,7 +41,11 @@ pub struct CrossSigningView {
 
 impl Keys {
     /// One stored cross-signing key (`master`, `self_signing` or `user_signing`).
-    pub fn cross_signing_key(&self, user: &UserId, kind: &str) -> Result<Option<Value>, StorageError> {
+    pub fn cross_signing_key(
+        &self,
+        user: &UserId,
+        kind: &str,
+    ) -> Result<Option<Value>, StorageError> {
         Ok(self.cross_signing.get(&(user.to_owned(), kind.to_owned()))?.map(|Json(v)| v))
     }
 
@@ -102,12 +106,12 @@ impl Keys {
         let mut changed = false;
         for (kind, mut value) in checked.keys {
             let key = (user.to_owned(), kind.to_owned());
-            if let Some(Json(old)) = self.cross_signing.get(&key)? {
-                if verify::same_content(&old, &value) {
-                    verify::merge_signatures(&mut value, &old);
-                    if value == old {
-                        continue;
-                    }
+            if let Some(Json(old)) = self.cross_signing.get(&key)?
+                && verify::same_content(&old, &value)
+            {
+                verify::merge_signatures(&mut value, &old);
+                if value == old {
+                    continue;
                 }
             }
             batch.put(&self.cross_signing, &key, &Json(value));
@@ -144,7 +148,8 @@ impl Keys {
         let Some(master) = self.cross_signing_key(caller, MASTER)? else {
             return Err(KeyError::InvalidParam(format!("no device or master key {key_id}")));
         };
-        if !matches!(verify::cross_signing_public_key(&master), Some((_, public)) if public == key_id) {
+        if !matches!(verify::cross_signing_public_key(&master), Some((_, public)) if public == key_id)
+        {
             return Err(KeyError::InvalidParam(format!("no device or master key {key_id}")));
         }
         let signature = self.by_own_device(caller, &master, &value)?;
@@ -156,27 +161,49 @@ impl Keys {
     }
 
     /// A signature on `stored` by the caller's cross-signing key of `kind`, taken from `signed`.
-    fn by_own_key(&self, caller: &UserId, kind: &str, stored: &Value, signed: &Value) -> Result<Value, KeyError> {
+    fn by_own_key(
+        &self,
+        caller: &UserId,
+        kind: &str,
+        stored: &Value,
+        signed: &Value,
+    ) -> Result<Value, KeyError> {
         if !verify::same_content(stored, signed) {
-            return Err(KeyError::InvalidParam("the signed object differs from the stored key".into()));
+            return Err(KeyError::InvalidParam(
+                "the signed object differs from the stored key".into(),
+            ));
         }
         let (id, public) = self
             .cross_signing_key(caller, kind)?
             .as_ref()
             .and_then(verify::cross_signing_public_key)
-            .ok_or_else(|| KeyError::InvalidSignature(format!("no {kind} key to check the signature with")))?;
+            .ok_or_else(|| {
+                KeyError::InvalidSignature(format!("no {kind} key to check the signature with"))
+            })?;
         verify::check_signature(signed, caller, &id, &public)?;
-        Ok(json!({ "signatures": { caller.as_str(): { id.clone(): signed["signatures"][caller.as_str()][&id] } } }))
+        Ok(
+            json!({ "signatures": { caller.as_str(): { id.clone(): signed["signatures"][caller.as_str()][&id] } } }),
+        )
     }
 
     /// The signatures on the caller's master key made by the caller's devices.
-    fn by_own_device(&self, caller: &UserId, master: &Value, signed: &Value) -> Result<Value, KeyError> {
+    fn by_own_device(
+        &self,
+        caller: &UserId,
+        master: &Value,
+        signed: &Value,
+    ) -> Result<Value, KeyError> {
         if !verify::same_content(master, signed) {
-            return Err(KeyError::InvalidParam("the signed object differs from the stored key".into()));
+            return Err(KeyError::InvalidParam(
+                "the signed object differs from the stored key".into(),
+            ));
         }
         let mut valid = serde_json::Map::new();
         let mut last_error = None;
-        let own = signed.get("signatures").and_then(|s| s.get(caller.as_str())).and_then(Value::as_object);
+        let own = signed
+            .get("signatures")
+            .and_then(|s| s.get(caller.as_str()))
+            .and_then(Value::as_object);
         for (id, signature) in own.into_iter().flatten() {
             let Some(device) = id.strip_prefix("ed25519:") else { continue };
             let device: &ruma::DeviceId = device.into();
@@ -189,14 +216,21 @@ impl Keys {
             }
         }
         if valid.is_empty() {
-            return Err(last_error
-                .unwrap_or_else(|| KeyError::InvalidSignature("no signature by a known device".into())));
+            return Err(last_error.unwrap_or_else(|| {
+                KeyError::InvalidSignature("no signature by a known device".into())
+            }));
         }
         Ok(json!({ "signatures": { caller.as_str(): valid } }))
     }
 
     /// Stores `caller`'s user-signing signature on `target`'s master key, seen only by `caller`.
-    fn sign_other_master(&self, caller: &UserId, target: &UserId, key_id: &str, signed: &Value) -> Result<(), KeyError> {
+    fn sign_other_master(
+        &self,
+        caller: &UserId,
+        target: &UserId,
+        key_id: &str,
+        signed: &Value,
+    ) -> Result<(), KeyError> {
         let master = self
             .cross_signing_key(target, MASTER)?
             .ok_or_else(|| KeyError::InvalidParam(format!("{target} has no master key")))?;
@@ -204,7 +238,9 @@ impl Keys {
             return Err(KeyError::InvalidParam(format!("{target} has no usable master key")));
         };
         if public != key_id {
-            return Err(KeyError::InvalidParam(format!("{key_id} is not the master key of {target}")));
+            return Err(KeyError::InvalidParam(format!(
+                "{key_id} is not the master key of {target}"
+            )));
         }
         let signature = self.by_own_key(caller, USER_SIGNING, &master, signed)?;
         let key = (caller.to_owned(), target.to_owned(), master_id);
@@ -216,28 +252,41 @@ impl Keys {
     }
 
     /// `user`'s cross-signing keys as `viewer` sees them.
-    pub fn cross_signing_view(&self, user: &UserId, viewer: &UserId) -> Result<CrossSigningView, StorageError> {
+    pub fn cross_signing_view(
+        &self,
+        user: &UserId,
+        viewer: &UserId,
+    ) -> Result<CrossSigningView, StorageError> {
         let mut master = self.cross_signing_key(user, MASTER)?;
-        if let Some(master) = master.as_mut().filter(|_| user != viewer) {
-            if let Some((master_id, _)) = verify::cross_signing_public_key(master) {
-                let key = (viewer.to_owned(), user.to_owned(), master_id);
-                if let Some(Json(own)) = self.user_signatures.get(&key)? {
-                    verify::merge_signatures(master, &own);
-                }
+        if let Some(master) = master.as_mut().filter(|_| user != viewer)
+            && let Some((master_id, _)) = verify::cross_signing_public_key(master)
+        {
+            let key = (viewer.to_owned(), user.to_owned(), master_id);
+            if let Some(Json(own)) = self.user_signatures.get(&key)? {
+                verify::merge_signatures(master, &own);
             }
         }
         Ok(CrossSigningView {
             master,
             self_signing: self.cross_signing_key(user, SELF_SIGNING)?,
-            user_signing: if user == viewer { self.cross_signing_key(user, USER_SIGNING)? } else { None },
+            user_signing: if user == viewer {
+                self.cross_signing_key(user, USER_SIGNING)?
+            } else {
+                None
+            },
         })
     }
 }
 
 /// Parses one uploaded cross-signing key and checks its owner, usage and key.
-fn parse_key(user: &UserId, raw: &Raw<CrossSigningKey>, usage: KeyUsage) -> Result<Value, KeyError> {
-    let parsed: CrossSigningKey =
-        raw.deserialize().map_err(|e| KeyError::InvalidParam(format!("invalid cross-signing key: {e}")))?;
+fn parse_key(
+    user: &UserId,
+    raw: &Raw<CrossSigningKey>,
+    usage: KeyUsage,
+) -> Result<Value, KeyError> {
+    let parsed: CrossSigningKey = raw
+        .deserialize()
+        .map_err(|e| KeyError::InvalidParam(format!("invalid cross-signing key: {e}")))?;
     if parsed.user_id != user {
         return Err(KeyError::InvalidParam(format!(
             "cross-signing key is for {}, not for the caller {user}",

@@ -1,8 +1,6 @@
 //! Device keys: the identity keys a device uploads, self-signed with its ed25519 key.
 
-use ruma::{
-    DeviceId, OwnedDeviceId, OwnedUserId, UserId, encryption::DeviceKeys, serde::Raw,
-};
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId, encryption::DeviceKeys, serde::Raw};
 use serde_json::Value;
 
 use super::{KeyError, Keys, verify};
@@ -77,7 +75,10 @@ impl Keys {
     }
 
     /// The keys of every device of a user that uploaded some.
-    pub fn all_device_keys(&self, user: &UserId) -> Result<Vec<(OwnedDeviceId, Value)>, StorageError> {
+    pub fn all_device_keys(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<(OwnedDeviceId, Value)>, StorageError> {
         self.device_keys
             .scan_prefix(&user.to_owned())?
             .map(|res| res.map(|((_, device), Json(v))| (device, v)))

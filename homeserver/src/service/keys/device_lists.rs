@@ -9,8 +9,7 @@
 use std::collections::BTreeSet;
 
 use ruma::{
-    DeviceId, OwnedUserId, UserId,
-    api::client::sync::sync_events::v3::Response,
+    DeviceId, OwnedUserId, UserId, api::client::sync::sync_events::v3::Response,
     events::room::member::MembershipState,
 };
 
@@ -103,7 +102,8 @@ impl Services {
             response.device_lists.changed = changes.changed.into_iter().collect();
             response.device_lists.left = changes.left.into_iter().collect();
         }
-        response.device_one_time_keys_count = self.keys.one_time_key_counts(&req.user, &req.device)?;
+        response.device_one_time_keys_count =
+            self.keys.one_time_key_counts(&req.user, &req.device)?;
         response.device_unused_fallback_key_types =
             Some(self.keys.unused_fallback_key_types(&req.user, &req.device)?);
         Ok(())

@@ -26,9 +26,7 @@ use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::Value;
 
 pub use self::{
-    device_lists::DeviceListChanges,
-    one_time_keys::FallbackKey,
-    to_device::ToDeviceMessage,
+    device_lists::DeviceListChanges, one_time_keys::FallbackKey, to_device::ToDeviceMessage,
 };
 use super::{globals::Globals, notifier::Notifier};
 use crate::storage::{Batch, Db, Json, StorageError, Table};

@@ -54,15 +54,20 @@ impl Keys {
             }
             Ok(value)
         };
-        let one_time: Vec<(&OwnedOneTimeKeyId, Value)> =
-            one_time.iter().map(|(id, raw)| Ok((id, check(id, raw)?))).collect::<Result<_, KeyError>>()?;
-        let fallback: Vec<(&OwnedOneTimeKeyId, Value)> =
-            fallback.iter().map(|(id, raw)| Ok((id, check(id, raw)?))).collect::<Result<_, KeyError>>()?;
+        let one_time: Vec<(&OwnedOneTimeKeyId, Value)> = one_time
+            .iter()
+            .map(|(id, raw)| Ok((id, check(id, raw)?)))
+            .collect::<Result<_, KeyError>>()?;
+        let fallback: Vec<(&OwnedOneTimeKeyId, Value)> = fallback
+            .iter()
+            .map(|(id, raw)| Ok((id, check(id, raw)?)))
+            .collect::<Result<_, KeyError>>()?;
 
         let _guard = self.lock.lock();
         let mut batch = Batch::default();
         for (id, value) in one_time {
-            let key = ((user.to_owned(), device.to_owned()), id.algorithm().to_string(), id.to_string());
+            let key =
+                ((user.to_owned(), device.to_owned()), id.algorithm().to_string(), id.to_string());
             match self.one_time_keys.get(&key)? {
                 Some(Json(old)) if old == value => {}
                 Some(_) => {
@@ -135,7 +140,11 @@ impl Keys {
                 tracing::warn!(%user, %device, key_id = %id, "stored one-time key ID is invalid");
                 continue;
             };
-            out.entry(user.clone()).or_default().entry(device.clone()).or_default().insert(id, to_raw(&value));
+            out.entry(user.clone())
+                .or_default()
+                .entry(device.clone())
+                .or_default()
+                .insert(id, to_raw(&value));
         }
         Ok(out)
     }

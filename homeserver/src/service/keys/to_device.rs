@@ -40,7 +40,11 @@ impl Keys {
         let mut recipients: Vec<OwnedUserId> = Vec::new();
         for message in messages {
             let event = json!({ "type": event_type, "sender": sender, "content": message.content });
-            batch.put(&self.to_device, &(message.user.clone(), message.device, pending.count), &Json(event));
+            batch.put(
+                &self.to_device,
+                &(message.user.clone(), message.device, pending.count),
+                &Json(event),
+            );
             if !recipients.contains(&message.user) {
                 recipients.push(message.user);
             }

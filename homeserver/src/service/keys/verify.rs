@@ -26,7 +26,9 @@ pub(super) fn check_signature(
         .and_then(|s| s.get(signer.as_str()))
         .and_then(|s| s.get(key_id))
         .and_then(Value::as_str)
-        .ok_or_else(|| KeyError::InvalidSignature(format!("no signature by {signer} with {key_id}")))?;
+        .ok_or_else(|| {
+            KeyError::InvalidSignature(format!("no signature by {signer} with {key_id}"))
+        })?;
     let map = object
         .as_object()
         .cloned()
@@ -95,8 +97,9 @@ pub(super) fn cross_signing_public_key(object: &Value) -> Option<(String, String
 #[cfg(test)]
 mod tests {
     use ruma::{
-        CanonicalJsonValue, user_id,
-        signatures::{Ed25519KeyPair, KeyPair as _, sign_json},
+        CanonicalJsonValue,
+        signatures::{Ed25519KeyPair, sign_json},
+        user_id,
     };
     use serde_json::json;
 
@@ -117,7 +120,8 @@ mod tests {
     #[test]
     fn valid_signature_verifies_and_tampering_fails() {
         let pair = keypair();
-        let public: String = Base64::<ruma::serde::base64::Standard>::new(pair.public_key().to_vec()).encode();
+        let public: String =
+            Base64::<ruma::serde::base64::Standard>::new(pair.public_key().to_vec()).encode();
         let object = signed(&pair, json!({ "user_id": "@a:x", "keys": { "ed25519:DEV": public } }));
         let user = user_id!("@a:x");
         check_signature(&object, user, "ed25519:DEV", &public).expect("valid");

@@ -217,6 +217,7 @@ impl Rooms {
         let redacted = self.queue_redaction(&mut batch, &pdu, &rules)?;
 
         self.pdus.db().write(batch)?;
+        self.run_event_hooks(&pdu);
         drop(pending);
 
         self.meta_cache.lock().insert(room_id.clone(), (shortroomid, new_meta));

@@ -3,6 +3,7 @@
 pub mod alias;
 mod builder;
 pub mod create;
+pub mod hook;
 pub mod membership;
 pub mod pdu;
 pub mod power;
@@ -119,6 +120,7 @@ pub struct Rooms {
     /// Room aliases and the public room directory.
     pub aliases: alias::Aliases,
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
+    event_hooks: parking_lot::RwLock<Vec<Arc<dyn hook::EventHook>>>,
     pdu_cache: Mutex<LruCache<u64, Arc<PduEvent>>>,
     meta_cache: Mutex<HashMap<OwnedRoomId, (u64, RoomMeta)>>,
 }
@@ -144,6 +146,7 @@ impl Rooms {
             membership: membership::MembershipIndex::new(db)?,
             aliases: alias::Aliases::new(db)?,
             room_locks: Mutex::new(HashMap::new()),
+            event_hooks: parking_lot::RwLock::new(Vec::new()),
             pdu_cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(pdu_cache_entries).unwrap_or(NonZeroUsize::MIN),
             )),

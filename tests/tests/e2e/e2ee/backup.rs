@@ -11,7 +11,12 @@ fn algorithm(public_key: &str) -> Value {
     })
 }
 
-fn session(first_message_index: u32, forwarded_count: u32, is_verified: bool, ciphertext: &str) -> Value {
+fn session(
+    first_message_index: u32,
+    forwarded_count: u32,
+    is_verified: bool,
+    ciphertext: &str,
+) -> Value {
     json!({
         "first_message_index": first_message_index,
         "forwarded_count": forwarded_count,
@@ -31,7 +36,9 @@ async fn backup_versions_keys_etag_and_replacement_rules() {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let room = "!room:localhost";
-    let keys_path = |level: &str, version: &str| format!("/_matrix/client/v3/room_keys/keys{level}?version={version}");
+    let keys_path = |level: &str, version: &str| {
+        format!("/_matrix/client/v3/room_keys/keys{level}?version={version}")
+    };
     let session_level = format!("/{}/{}", enc(room), "sess1");
 
     alice.get("/_matrix/client/v3/room_keys/version").await.err(404, "M_NOT_FOUND");
@@ -45,19 +52,31 @@ async fn backup_versions_keys_etag_and_replacement_rules() {
     bob.get("/_matrix/client/v3/room_keys/version").await.err(404, "M_NOT_FOUND");
 
     // One session key, then a worse one (higher first index): kept as it was.
-    let (etag1, count) = etag_count(alice.put(&keys_path(&session_level, "1"), session(5, 0, false, "Zmlyc3Q")).await);
+    let (etag1, count) = etag_count(
+        alice.put(&keys_path(&session_level, "1"), session(5, 0, false, "Zmlyc3Q")).await,
+    );
     assert_eq!(count, 1);
-    let (etag2, count) = etag_count(alice.put(&keys_path(&session_level, "1"), session(9, 0, false, "d29yc2U")).await);
+    let (etag2, count) = etag_count(
+        alice.put(&keys_path(&session_level, "1"), session(9, 0, false, "d29yc2U")).await,
+    );
     assert_eq!((count, &etag2), (1, &etag1), "a worse key changes nothing");
     let stored = alice.get(&keys_path(&session_level, "1")).await.ok();
     assert_eq!(stored["session_data"]["ciphertext"], "Zmlyc3Q");
     // A verified key beats an unverified one even with a higher index.
-    let (etag3, _) = etag_count(alice.put(&keys_path(&session_level, "1"), session(7, 3, true, "dmVyaWZpZWQ")).await);
+    let (etag3, _) = etag_count(
+        alice.put(&keys_path(&session_level, "1"), session(7, 3, true, "dmVyaWZpZWQ")).await,
+    );
     assert_ne!(etag3, etag1);
     // Then an unverified one never replaces it; an equal index with fewer forwards does.
     alice.put(&keys_path(&session_level, "1"), session(0, 0, false, "dW52ZXJpZmllZA")).await.ok();
-    assert_eq!(alice.get(&keys_path(&session_level, "1")).await.ok()["session_data"]["ciphertext"], "dmVyaWZpZWQ");
-    alice.put(&keys_path(&session_level, "1"), session(7, 1, true, "bGVzc2ZvcndhcmRlZA")).await.ok();
+    assert_eq!(
+        alice.get(&keys_path(&session_level, "1")).await.ok()["session_data"]["ciphertext"],
+        "dmVyaWZpZWQ"
+    );
+    alice
+        .put(&keys_path(&session_level, "1"), session(7, 1, true, "bGVzc2ZvcndhcmRlZA"))
+        .await
+        .ok();
     assert_eq!(
         alice.get(&keys_path(&session_level, "1")).await.ok()["session_data"]["ciphertext"],
         "bGVzc2ZvcndhcmRlZA"
@@ -102,7 +121,10 @@ async fn backup_versions_keys_etag_and_replacement_rules() {
     let mut update = algorithm("dXBkYXRlZA");
     update["version"] = json!("2");
     alice.put("/_matrix/client/v3/room_keys/version/2", update).await.ok();
-    assert_eq!(alice.get("/_matrix/client/v3/room_keys/version/2").await.ok()["auth_data"]["public_key"], "dXBkYXRlZA");
+    assert_eq!(
+        alice.get("/_matrix/client/v3/room_keys/version/2").await.ok()["auth_data"]["public_key"],
+        "dXBkYXRlZA"
+    );
     let other = json!({ "algorithm": "org.example.other", "auth_data": {} });
     alice.put("/_matrix/client/v3/room_keys/version/2", other).await.err(400, "M_INVALID_PARAM");
 

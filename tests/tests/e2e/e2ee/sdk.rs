@@ -27,6 +27,11 @@ use tokio::{sync::mpsc, task::JoinHandle};
 const PASSWORD: &str = "a long enough password";
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// One sync that returns soon when there is nothing new.
+fn quick() -> SyncSettings {
+    SyncSettings::default().timeout(Duration::from_millis(500))
+}
+
 async fn new_client(server: &TestServer) -> Client {
     let mut settings = EncryptionSettings::default();
     settings.backup_download_strategy = BackupDownloadStrategy::OneShot;
@@ -93,7 +98,10 @@ async fn expect_message(rx: &mut mpsc::UnboundedReceiver<String>, body: &str) {
 }
 
 /// Retries `check` until it yields something.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         if let Some(value) = check().await {
@@ -109,8 +117,10 @@ async fn encrypted_room(owner: &Client, member: &Client) -> OwnedRoomId {
     let mut request = CreateRoomRequest::new();
     request.invite = vec![member.user_id().expect("logged in").to_owned()];
     request.initial_state = vec![
-        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults())
-            .to_raw_any(),
+        InitialStateEvent::with_empty_state_key(
+            RoomEncryptionEventContent::with_recommended_defaults(),
+        )
+        .to_raw_any(),
     ];
     let room_id = owner.create_room(request).await.expect("create room").room_id().to_owned();
     member.sync_once(SyncSettings::default()).await.expect("sync");
@@ -177,30 +187,21 @@ async fn a_cross_signed_second_device_decrypts_new_messages() {
     let second = alice2.device_id().expect("device").to_owned();
     // The first device learns of the second through the device list, and signs it.
     let device = eventually("the first device to see the second", || async {
-        alice.sync_once(SyncSettings::default()).await.ok()?;
+        alice.sync_once(quick()).await.ok()?;
         alice.encryption().get_device(&alice_id, &second).await.ok().flatten()
     })
     .await;
     device.verify().await.expect("cross-sign the second device");
-    {
-        let mut raw = server.client();
-        raw.token = bob.access_token();
-        let q = raw.post("/_matrix/client/v3/keys/query", serde_json::json!({"device_keys": {alice_id.as_str(): []}})).await;
-        eprintln!("DEBUG query: {}", q.body);
-    }
 
     // Bob sees the second device signed by Alice's self-signing key.
     eventually("Bob to see the second device cross-signed", || async {
-        bob.sync_once(SyncSettings::default()).await.ok()?;
-        let identity = bob.encryption().get_user_identity(&alice_id).await;
-        let device = bob.encryption().get_device(&alice_id, &second).await;
-        eprintln!("DEBUG bob view: identity={:?} device={:?}", identity.as_ref().map(|i| i.is_some()), device.as_ref().map(|d| d.as_ref().map(|d| (d.is_cross_signed_by_owner(), d.is_verified()))));
-        let device = device.ok().flatten()?;
+        bob.sync_once(quick()).await.ok()?;
+        let device = bob.encryption().get_device(&alice_id, &second).await.ok().flatten()?;
         device.is_cross_signed_by_owner().then_some(())
     })
     .await;
     eventually("the second device to see itself verified", || async {
-        alice2.sync_once(SyncSettings::default()).await.ok()?;
+        alice2.sync_once(quick()).await.ok()?;
         let own = alice2.encryption().get_own_device().await.ok().flatten()?;
         own.is_cross_signed_by_owner().then_some(())
     })
