@@ -81,11 +81,9 @@ impl Services {
 
         let mut audience: BTreeSet<OwnedUserId> = BTreeSet::new();
         for (room_id, entry) in self.rooms.rooms_of(&req.user)? {
-            if entry.count > upto {
+            if entry.since > upto {
                 // A membership newer than this response: the next sync sends it.
-                if entry.since > upto {
-                    continue;
-                }
+                continue;
             }
             if !room_allowed(&req.filter, &room_id) {
                 continue;

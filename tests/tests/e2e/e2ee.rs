@@ -227,6 +227,12 @@ async fn keys_that_lie_or_do_not_verify_are_refused() {
         .await
         .err(400, "M_INVALID_SIGNATURE");
 
+    // Good device keys with one bad one-time key: the whole upload is refused.
+    let mut otks = alice.one_time_keys(0, 2, false);
+    otks["signed_curve25519:K00001"]["key"] = json!(Signer::new().public());
+    let body = json!({ "device_keys": alice.device_keys(), "one_time_keys": otks });
+    alice.upload(body).await.err(400, "M_INVALID_SIGNATURE");
+
     let query = bob.query(&alice.user).await;
     assert_eq!(query["device_keys"][&alice.user], json!({}), "nothing stored: {query}");
 

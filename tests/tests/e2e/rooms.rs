@@ -315,3 +315,26 @@ async fn relations_threads_search_upgrade_and_report() {
     assert_eq!(join_rules["join_rule"], "public");
     bob.join(&new_room).await;
 }
+
+#[tokio::test]
+async fn room_versions_10_11_and_12() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    for version in ["10", "11", "12"] {
+        let room = alice.create_room(json!({ "room_version": version, "preset": "public_chat" })).await;
+        let create = alice.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.create", enc(&room))).await.ok();
+        assert_eq!(create["room_version"], version);
+        // Room version 11 dropped `creator`; 12 derives the room ID from the create event.
+        assert_eq!(create.get("creator").is_some(), version == "10", "{version}: {create}");
+        assert_eq!(room.contains(':'), version != "12", "{version}: {room}");
+        bob.join(&room).await;
+        let event = bob.say(&room, "v", &format!("hello v{version}")).await;
+        // Redaction in each version's format (top-level `redacts` before 11, in content from 11).
+        alice.put(&format!("/_matrix/client/v3/rooms/{}/redact/{}/r", enc(&room), enc(&event)), json!({})).await.ok();
+        let redacted = bob.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&event))).await.ok();
+        assert!(redacted["content"].as_object().unwrap().is_empty(), "{version}");
+        let because = &redacted["unsigned"]["redacted_because"];
+        assert_eq!(because["redacts"], event.as_str(), "{version}: {because}");
+    }
+}

@@ -33,16 +33,18 @@ pub async fn upload(
     req: Ruma<upload_keys::v3::Request>,
 ) -> ApiResult<upload_keys::v3::Response> {
     blocking(move || {
-        let (user, device) = (&req.auth.user_id, &req.auth.device_id);
-        if let Some(device_keys) = &req.body.device_keys {
-            let audience = services.key_audience(user)?;
-            services.keys.upload_device_keys(user, device, device_keys, &audience)?;
-        }
-        services.keys.upload_one_time_keys(
+        let (user, device, body) = (&req.auth.user_id, &req.auth.device_id, &req.body);
+        let audience = match body.device_keys {
+            Some(_) => services.key_audience(user)?,
+            None => Vec::new(),
+        };
+        services.keys.upload_keys(
             user,
             device,
-            &req.body.one_time_keys,
-            &req.body.fallback_keys,
+            body.device_keys.as_ref(),
+            &body.one_time_keys,
+            &body.fallback_keys,
+            &audience,
         )?;
         Ok(upload_keys::v3::Response::new(services.keys.one_time_key_counts(user, device)?))
     })

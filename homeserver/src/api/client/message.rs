@@ -46,7 +46,7 @@ pub async fn send(
     }
     let event_id = blocking(move || {
         if let Some(event_id) =
-            services.rooms.transaction_event(&session.user_id, &session.device_id, &body.txn_id)?
+            services.rooms.transaction_event(&body.room_id, &session.user_id, &session.device_id, &body.txn_id)?
         {
             return Ok(event_id);
         }
@@ -83,7 +83,7 @@ pub async fn redact(
     let body = req.body;
     let event_id = blocking(move || {
         if let Some(event_id) =
-            services.rooms.transaction_event(&session.user_id, &session.device_id, &body.txn_id)?
+            services.rooms.transaction_event(&body.room_id, &session.user_id, &session.device_id, &body.txn_id)?
         {
             return Ok(event_id);
         }

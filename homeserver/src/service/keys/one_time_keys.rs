@@ -29,42 +29,44 @@ pub struct FallbackKey {
 /// Keys claimed for one device.
 pub type Claimed = BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>;
 
+/// One-time or fallback keys as a device uploads them.
+pub type UploadedKeys = BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>;
+
+/// Checks uploaded one-time or fallback keys: each parses, and signed keys carry a valid
+/// signature by the device's ed25519 key `signing_key`, when it is known.
+pub(super) fn check_one_time_keys<'a>(
+    user: &UserId,
+    device: &DeviceId,
+    signing_key: Option<&str>,
+    keys: &'a UploadedKeys,
+) -> Result<Vec<(&'a OwnedOneTimeKeyId, Value)>, KeyError> {
+    let key_id = format!("ed25519:{device}");
+    let mut out = Vec::with_capacity(keys.len());
+    for (id, raw) in keys {
+        let invalid = |e: serde_json::Error| {
+            KeyError::InvalidParam(format!("invalid one-time key {id}: {e}"))
+        };
+        raw.deserialize().map_err(invalid)?;
+        let value: Value = serde_json::from_str(raw.json().get()).map_err(invalid)?;
+        if let (Some(public), true) = (signing_key, value.is_object()) {
+            verify::check_signature(&value, user, &key_id, public)?;
+        }
+        out.push((id, value));
+    }
+    Ok(out)
+}
+
 impl Keys {
-    /// Stores one-time keys and fallback keys of the caller's device. Signed keys must carry a
-    /// valid signature by the device's ed25519 key when its device keys are known. A one-time
-    /// key ID already stored with other content is refused; nothing is stored on error.
-    pub fn upload_one_time_keys(
+    /// Queues checked one-time keys and fallback keys. A one-time key ID already stored with
+    /// other content is refused; a new fallback key replaces the old one and is unused.
+    pub(super) fn queue_one_time_keys(
         &self,
+        batch: &mut Batch,
         user: &UserId,
         device: &DeviceId,
-        one_time: &BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>,
-        fallback: &BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>,
+        one_time: Vec<(&OwnedOneTimeKeyId, Value)>,
+        fallback: Vec<(&OwnedOneTimeKeyId, Value)>,
     ) -> Result<(), KeyError> {
-        if one_time.is_empty() && fallback.is_empty() {
-            return Ok(());
-        }
-        let signing_key = self.device_signing_key(user, device)?;
-        let check = |id: &OwnedOneTimeKeyId, raw: &Raw<OneTimeKey>| -> Result<Value, KeyError> {
-            let value: Value = serde_json::from_str(raw.json().get())
-                .map_err(|e| KeyError::InvalidParam(format!("invalid one-time key {id}: {e}")))?;
-            raw.deserialize()
-                .map_err(|e| KeyError::InvalidParam(format!("invalid one-time key {id}: {e}")))?;
-            if let (Some(public), true) = (&signing_key, value.is_object()) {
-                verify::check_signature(&value, user, &format!("ed25519:{device}"), public)?;
-            }
-            Ok(value)
-        };
-        let one_time: Vec<(&OwnedOneTimeKeyId, Value)> = one_time
-            .iter()
-            .map(|(id, raw)| Ok((id, check(id, raw)?)))
-            .collect::<Result<_, KeyError>>()?;
-        let fallback: Vec<(&OwnedOneTimeKeyId, Value)> = fallback
-            .iter()
-            .map(|(id, raw)| Ok((id, check(id, raw)?)))
-            .collect::<Result<_, KeyError>>()?;
-
-        let _guard = self.lock.lock();
-        let mut batch = Batch::default();
         for (id, value) in one_time {
             let key =
                 ((user.to_owned(), device.to_owned()), id.algorithm().to_string(), id.to_string());
@@ -89,7 +91,6 @@ impl Keys {
                 batch.put(&self.fallback_keys, &key, &Json(entry));
             }
         }
-        self.one_time_keys.db().write(batch)?;
         Ok(())
     }
 

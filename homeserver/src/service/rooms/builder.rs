@@ -87,14 +87,16 @@ impl Rooms {
         self.build_and_store(Target::Existing { shortroomid, meta }, sender, template, transaction)
     }
 
-    /// The event a transaction ID of a device produced, for idempotent retries.
+    /// The event a transaction ID of a device produced in a room, for idempotent retries.
+    /// Transactions are scoped to the device and the room, as the request path is.
     pub fn transaction_event(
         &self,
+        room_id: &ruma::RoomId,
         sender: &UserId,
         device: &ruma::DeviceId,
         txn_id: &ruma::TransactionId,
     ) -> Result<Option<OwnedEventId>, RoomError> {
-        Ok(self.txns.get(&(sender.to_string(), device.to_string(), txn_id.to_string()))?)
+        Ok(self.txns.get(&transaction_key(room_id, sender, device, txn_id))?)
     }
 
     pub(super) fn build_and_store(
@@ -198,7 +200,7 @@ impl Rooms {
         if let Some((device, txn)) = &stored.transaction {
             batch.put(
                 &self.txns,
-                &(sender.to_string(), device.to_string(), txn.to_string()),
+                &transaction_key(&room_id, sender, device, txn),
                 &event_id,
             );
         }
@@ -469,6 +471,16 @@ impl Rooms {
         batch.put(&self.pdus, &short, &Json(stored));
         Ok(Some(short))
     }
+}
+
+/// The key of a transaction: device, then room and transaction ID.
+fn transaction_key(
+    room_id: &ruma::RoomId,
+    sender: &UserId,
+    device: &ruma::DeviceId,
+    txn_id: &ruma::TransactionId,
+) -> (String, String, String) {
+    (sender.to_string(), device.to_string(), format!("{room_id}|{txn_id}"))
 }
 
 fn pdu_size(object: &CanonicalJsonObject) -> usize {
