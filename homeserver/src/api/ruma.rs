@@ -308,21 +308,10 @@ impl RumaRouter for Router<Arc<Services>> {
         F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        let method = match MethodFilter::try_from(T::METHOD) {
-            Ok(method) => method,
-            Err(_) => return self,
-        };
-        let mut router = self;
-        for path in paths.iter().copied() {
-            let handler = handler.clone();
-            router = router.route(
-                path,
-                on(method, move |State(services): State<Arc<Services>>, request: Ruma<T>| async move {
-                    handler(services, request).await.map(RumaResponse)
-                }),
-            );
-        }
-        router
+        route(self, paths, BodyKind::Json, move |services, request| {
+            let response = handler(services, request);
+            async move { response.await.map(RumaResponse) }
+        })
     }
 
     fn ruma_upload_route<T, F, Fut, R>(self, handler: F) -> Self
@@ -333,22 +322,8 @@ impl RumaRouter for Router<Arc<Services>> {
         Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
         R: IntoResponse + 'static,
     {
-        let method = match MethodFilter::try_from(T::METHOD) {
-            Ok(method) => method,
-            Err(_) => return self,
-        };
-        let mut router = self;
-        for path in T::PATH_BUILDER.all_paths() {
-            let handler = handler.clone();
-            router = router.route(
-                path,
-                on(method, move |State(services): State<Arc<Services>>, request: Request| async move {
-                    let request = Ruma::<T>::extract(request, &services, BodyKind::Upload).await?;
-                    handler(services, request).await
-                }),
-            );
-        }
-        router
+        let paths: Vec<&'static str> = T::PATH_BUILDER.all_paths().collect();
+        route(self, &paths, BodyKind::Upload, handler)
     }
 
     fn ruma_route_custom<T, F, Fut, R>(self, handler: F) -> Self
@@ -359,21 +334,36 @@ impl RumaRouter for Router<Arc<Services>> {
         Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
         R: IntoResponse + 'static,
     {
-        let method = match MethodFilter::try_from(T::METHOD) {
-            Ok(method) => method,
-            Err(_) => return self,
-        };
-        let mut router = self;
-        for path in T::PATH_BUILDER.all_paths() {
-            let handler = handler.clone();
-            router = router.route(
-                path,
-                on(method, move |State(services): State<Arc<Services>>, request: Request| async move {
-                    let request = Ruma::<T>::extract(request, &services, BodyKind::Json).await?;
-                    handler(services, request).await
-                }),
-            );
-        }
-        router
+        let paths: Vec<&'static str> = T::PATH_BUILDER.all_paths().collect();
+        route(self, &paths, BodyKind::Json, handler)
     }
+}
+
+/// Registers `handler` for `T`'s method on `paths`, extracting the request with `body`.
+fn route<T, F, Fut, R>(
+    router: Router<Arc<Services>>,
+    paths: &[&'static str],
+    body: BodyKind,
+    handler: F,
+) -> Router<Arc<Services>>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: Authenticate,
+    F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+    R: IntoResponse + 'static,
+{
+    let Ok(method) = MethodFilter::try_from(T::METHOD) else { return router };
+    let mut router = router;
+    for path in paths.iter().copied() {
+        let handler = handler.clone();
+        router = router.route(
+            path,
+            on(method, move |State(services): State<Arc<Services>>, request: Request| async move {
+                let request = Ruma::<T>::extract(request, &services, body).await?;
+                handler(services, request).await
+            }),
+        );
+    }
+    router
 }

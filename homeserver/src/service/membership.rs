@@ -31,6 +31,23 @@ impl Services {
         Ok(content)
     }
 
+    /// Sends `target`'s member event with `content` on behalf of `sender`.
+    fn send_member_event(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        content: Value,
+    ) -> Result<(), RoomError> {
+        self.rooms.append(
+            room_id,
+            sender,
+            PduTemplate::state(StateEventType::RoomMember, target.as_str(), content),
+            None,
+        )?;
+        Ok(())
+    }
+
     /// Joins a local room.
     pub fn join(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<OwnedRoomId, RoomError> {
         if !self.rooms.exists(room_id)? {
@@ -40,12 +57,7 @@ impl Services {
         if let Some(authoriser) = self.restricted_join_authoriser(user, room_id)? {
             content["join_authorised_via_users_server"] = authoriser.as_str().into();
         }
-        self.rooms.append(
-            room_id,
-            user,
-            PduTemplate::state(StateEventType::RoomMember, user.as_str(), content),
-            None,
-        )?;
+        self.send_member_event(room_id, user, user, content)?;
         Ok(room_id.to_owned())
     }
 
@@ -55,25 +67,13 @@ impl Services {
             return Err(RoomError::UnknownRoom(room_id.to_owned()));
         }
         let content = self.member_content(user, "knock", reason)?;
-        self.rooms.append(
-            room_id,
-            user,
-            PduTemplate::state(StateEventType::RoomMember, user.as_str(), content),
-            None,
-        )?;
-        Ok(())
+        self.send_member_event(room_id, user, user, content)
     }
 
     /// Leaves a room, or rejects an invite, or withdraws a knock.
     pub fn leave(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<(), RoomError> {
         let content = self.member_content(user, "leave", reason)?;
-        self.rooms.append(
-            room_id,
-            user,
-            PduTemplate::state(StateEventType::RoomMember, user.as_str(), content),
-            None,
-        )?;
-        Ok(())
+        self.send_member_event(room_id, user, user, content)
     }
 
     /// Sets another user's membership (kick = leave, ban, unban = leave).
@@ -86,13 +86,7 @@ impl Services {
         reason: Option<&str>,
     ) -> Result<(), RoomError> {
         let content = self.member_content(target, membership.as_str(), reason)?;
-        self.rooms.append(
-            room_id,
-            sender,
-            PduTemplate::state(StateEventType::RoomMember, target.as_str(), content),
-            None,
-        )?;
-        Ok(())
+        self.send_member_event(room_id, sender, target, content)
     }
 
     /// Leaves every room (joined, invited or knocked), for deactivation.
@@ -126,12 +120,7 @@ impl Services {
                 continue;
             }
             let content = self.member_content(user, "join", None)?;
-            if let Err(e) = self.rooms.append(
-                &room_id,
-                user,
-                PduTemplate::state(StateEventType::RoomMember, user.as_str(), content),
-                None,
-            ) {
+            if let Err(e) = self.send_member_event(&room_id, user, user, content) {
                 tracing::warn!(%room_id, %user, error = %e, "could not update member event");
             }
         }

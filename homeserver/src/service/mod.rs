@@ -11,6 +11,7 @@ pub mod media;
 pub mod membership;
 pub mod notifier;
 pub mod presence;
+pub mod push;
 pub mod relations;
 pub mod reports;
 pub mod room_summary;
@@ -42,6 +43,7 @@ pub fn column_families() -> Vec<&'static str> {
     cfs.extend_from_slice(reports::COLUMN_FAMILIES);
     cfs.extend_from_slice(media::COLUMN_FAMILIES);
     cfs.extend_from_slice(keys::COLUMN_FAMILIES);
+    cfs.extend_from_slice(push::COLUMN_FAMILIES);
     cfs.extend(rooms::column_families());
     cfs
 }
@@ -61,6 +63,9 @@ pub enum StartError {
     /// The media repository could not open.
     #[error(transparent)]
     Media(#[from] media::MediaError),
+    /// The push service could not open.
+    #[error(transparent)]
+    Push(#[from] push::PushError),
 }
 
 /// All services, wired together.
@@ -78,7 +83,7 @@ pub struct Services {
     /// Rooms.
     pub rooms: rooms::Rooms,
     /// Account data.
-    pub account_data: account_data::AccountData,
+    pub account_data: Arc<account_data::AccountData>,
     /// Typing and receipts.
     pub ephemeral: ephemeral::Ephemeral,
     /// Stored filters.
@@ -93,6 +98,8 @@ pub struct Services {
     pub media: Arc<media::Media>,
     /// End-to-end encryption keys, to-device messages and key backups.
     pub keys: keys::Keys,
+    /// Push rules, notification counts and pushers.
+    pub push: Arc<push::Push>,
 }
 
 impl Services {
@@ -114,16 +121,21 @@ impl Services {
         }
         let globals = Arc::new(Globals::new(&db, config.server_name.clone())?);
         let notifier = Arc::new(Notifier::default());
+        let rooms = rooms::Rooms::new(
+            &db,
+            globals.clone(),
+            notifier.clone(),
+            config.database.state_cache_entries,
+            config.database.pdu_cache_entries,
+        )?;
+        let account_data = Arc::new(account_data::AccountData::new(&db, globals.clone(), notifier.clone())?);
+        let push = Arc::new(push::Push::new(&db, account_data.clone())?);
+        rooms.add_event_hook(push.clone());
         Ok(Arc::new(Self {
             accounts: accounts::Accounts::new(&db, config.server_name.clone())?,
-            rooms: rooms::Rooms::new(
-                &db,
-                globals.clone(),
-                notifier.clone(),
-                config.database.state_cache_entries,
-                config.database.pdu_cache_entries,
-            )?,
-            account_data: account_data::AccountData::new(&db, globals.clone(), notifier.clone())?,
+            rooms,
+            account_data,
+            push,
             ephemeral: ephemeral::Ephemeral::new(&db, globals.clone(), notifier.clone())?,
             filters: filters::Filters::new(&db, globals.clone())?,
             presence: presence::PresenceService::new(globals.clone(), notifier.clone()),

@@ -14,7 +14,6 @@ use ruma::{
     api::client::{
         filter::{FilterDefinition, LazyLoadOptions},
         sync::sync_events::{
-            UnreadNotificationsCount,
             v3::{
                 InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response,
                 State, StateEvents,
@@ -150,14 +149,7 @@ impl Services {
             return Ok(None);
         }
 
-        let limit = req
-            .filter
-            .room
-            .timeline
-            .limit
-            .map(|l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX))
-            .unwrap_or(self.config.sync.default_timeline_limit)
-            .clamp(1, 500);
+        let limit = self.timeline_limit(req);
         let after = if initial { 0 } else { since };
         let (mut events, limited) = self.rooms.timeline_tail(shortroomid, after, upto, limit)?;
         // In an initial sync of a room, start no earlier than the user can see.
@@ -222,10 +214,8 @@ impl Services {
         joined.ephemeral.events.extend(typing.iter().map(to_raw));
         joined.ephemeral.events.extend(receipts.iter().map(to_raw));
         joined.account_data.events = account_data.iter().map(to_raw).collect();
-        let (notifications, highlights) = self.unread_counts(shortroomid, room_id, &req.user, upto)?;
-        joined.unread_notifications = UnreadNotificationsCount::new();
-        joined.unread_notifications.notification_count = Some(UInt::from(notifications));
-        joined.unread_notifications.highlight_count = Some(UInt::from(highlights));
+        let threads_apart = req.filter.room.timeline.unread_thread_notifications;
+        self.fill_unread_counts(&req.user, room_id, threads_apart, &mut joined)?;
         Ok(Some(joined))
     }
 
@@ -237,14 +227,7 @@ impl Services {
     ) -> Result<Option<LeftRoom>, RoomError> {
         let (shortroomid, _) = self.rooms.require_meta(room_id)?;
         let Some(leave) = self.rooms.pdu(&entry.event_id)? else { return Ok(None) };
-        let limit = req
-            .filter
-            .room
-            .timeline
-            .limit
-            .map(|l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX))
-            .unwrap_or(self.config.sync.default_timeline_limit)
-            .clamp(1, 500);
+        let limit = self.timeline_limit(req);
         let (events, limited) =
             self.rooms.timeline_tail(shortroomid, req.since, leave.stored.count, limit)?;
         let mut left = LeftRoom::new();
@@ -254,6 +237,17 @@ impl Services {
             left.timeline.events.push(to_raw(&self.client_event(pdu, Some(&req.user))?));
         }
         Ok(Some(left))
+    }
+
+    /// Timeline events per room: the filter's limit, else the configured default, within 1..=500.
+    fn timeline_limit(&self, req: &SyncRequest) -> usize {
+        req.filter
+            .room
+            .timeline
+            .limit
+            .map(|l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX))
+            .unwrap_or(self.config.sync.default_timeline_limit)
+            .clamp(1, 500)
     }
 
     /// The room state at stream position `at` (after the last event at or before it).
@@ -325,55 +319,6 @@ impl Services {
         }
         Ok(())
     }
-
-    /// Messages from others after the user's read receipt, and those that mention them. Push
-    /// rules refine this later; this is what clients show as the unread badge.
-    fn unread_counts(
-        &self,
-        shortroomid: u64,
-        room_id: &ruma::RoomId,
-        user: &UserId,
-        upto: u64,
-    ) -> Result<(u32, u32), RoomError> {
-        let read_count = match self.ephemeral.read_up_to(room_id, user)? {
-            Some((event_id, _)) => self.rooms.pdu(&event_id)?.map_or(0, |p| p.stored.count),
-            None => 0,
-        };
-        let (events, _) = self.rooms.timeline_tail(shortroomid, read_count, upto, 100)?;
-        let mut notifications = 0;
-        let mut highlights = 0;
-        let mut own_seen = false;
-        for pdu in events.iter().rev() {
-            if pdu.sender() == user {
-                // Sending a message implies having read what came before it.
-                own_seen = true;
-            }
-            if own_seen {
-                break;
-            }
-            if matches!(
-                pdu.kind(),
-                TimelineEventType::RoomMessage | TimelineEventType::RoomEncrypted | TimelineEventType::Sticker
-            ) {
-                notifications += 1;
-                if mentions(pdu, user) {
-                    highlights += 1;
-                }
-            }
-        }
-        Ok((notifications, highlights))
-    }
-}
-
-fn mentions(pdu: &PduEvent, user: &UserId) -> bool {
-    let content = pdu.content_object();
-    if let Some(ids) = content.get("m.mentions").and_then(|m| m.get("user_ids")).and_then(Value::as_array) {
-        return ids.iter().any(|id| id.as_str() == Some(user.as_str()));
-    }
-    content
-        .get("body")
-        .and_then(Value::as_str)
-        .is_some_and(|body| body.contains(user.localpart()))
 }
 
 fn room_allowed(filter: &FilterDefinition, room_id: &ruma::RoomId) -> bool {

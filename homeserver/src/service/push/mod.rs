@@ -15,6 +15,7 @@ mod counts;
 pub mod evaluate;
 mod gateway;
 mod notify;
+mod sync_counts;
 pub mod pushers;
 pub mod rules;
 

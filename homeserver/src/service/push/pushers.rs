@@ -20,7 +20,7 @@ use crate::storage::{Batch, Db, Json, StorageError, Table};
 /// `(user, app_id, pushkey)` → the pusher.
 pub const PUSHER_TABLE: &str = "userapppushkey_pusher";
 /// `(app_id, pushkey, user)` → nothing: who uses a pushkey.
-pub const PUSHKEY_TABLE: &str = "apppushkeyuser_";
+pub const PUSHKEY_TABLE: &str = "apppushkeyuser_present";
 
 /// The path every push gateway URL must have.
 pub const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
