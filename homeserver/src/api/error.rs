@@ -9,6 +9,7 @@ use crate::{
         accounts::AccountError,
         keys::KeyError,
         media::{MediaError, thumbnail::ThumbnailError},
+        push::PushError,
         rooms::RoomError,
         StartError,
     },
@@ -234,6 +235,18 @@ impl From<MediaError> for ApiError {
             MediaError::Thumbnail(e @ ThumbnailError::TooLarge) => Self::TooLarge(e.to_string()),
             MediaError::Thumbnail(e) => Self::CannotThumbnail(format!("cannot generate a thumbnail: {e}")),
             MediaError::Io { .. } | MediaError::Task(_) => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<PushError> for ApiError {
+    fn from(error: PushError) -> Self {
+        match error {
+            PushError::Storage(e) => e.into(),
+            PushError::NotFound(reason) => Self::NotFound(reason),
+            PushError::InvalidParam(reason) => Self::InvalidParam(reason),
+            PushError::MissingParam(reason) => Self::MissingParam(reason),
+            PushError::HttpClient(reason) => Self::Internal(reason),
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct Services {
     pub presence: presence::PresenceService,
     /// Content reports.
     pub reports: reports::Reports,
+    /// The address the listener is bound to, once it is (for `listen.port = 0`).
+    pub bound_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// UIA sessions.
     pub uiaa: uiaa::Uiaa,
     /// The media repository.
@@ -103,6 +105,15 @@ pub struct Services {
 }
 
 impl Services {
+    /// The base URL clients reach this server at: `public_base_url`, else the address the
+    /// listener is actually bound to.
+    pub fn base_url(&self) -> String {
+        match (self.config.public_base_url.is_empty(), self.bound_addr.get()) {
+            (true, Some(addr)) => format!("http://{addr}"),
+            _ => self.config.base_url(),
+        }
+    }
+
     /// Opens the database, runs migrations and builds the services.
     pub fn open(config: Arc<Config>) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(&config.database.path)
@@ -140,6 +151,7 @@ impl Services {
             filters: filters::Filters::new(&db, globals.clone())?,
             presence: presence::PresenceService::new(globals.clone(), notifier.clone()),
             reports: reports::Reports::new(&db, globals.clone())?,
+            bound_addr: std::sync::OnceLock::new(),
             uiaa: uiaa::Uiaa::default(),
             media: media::Media::open(
                 &db,

@@ -31,7 +31,7 @@ pub async fn well_known(
     _: Ruma<discover_homeserver::Request>,
 ) -> ApiResult<discover_homeserver::Response> {
     Ok(discover_homeserver::Response::new(discover_homeserver::HomeserverInfo::new(
-        services.config.base_url(),
+        services.base_url(),
     )))
 }
 
@@ -45,6 +45,9 @@ pub async fn versions(
     response.unstable_features = BTreeMap::from([
         ("org.matrix.msc4222".to_owned(), true),
         ("org.matrix.msc3827.stable".to_owned(), true),
+        // Cross-signing keys and signatures are stored and served (keys/device_signing,
+        // keys/signatures); clients set up cross-signing only when this is advertised.
+        ("org.matrix.e2e_cross_signing".to_owned(), true),
     ]);
     Ok(response)
 }

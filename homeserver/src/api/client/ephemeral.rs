@@ -20,6 +20,7 @@ use crate::{
     service::{
         Services,
         ephemeral::{Receipt, now_ms},
+        push::ReadScope,
     },
 };
 
@@ -66,6 +67,16 @@ fn store_receipt(
         ReceiptThread::Thread(id) => Some(id.to_string()),
         _ => None,
     };
+    // Counts first: the receipt wakes the syncs that report them.
+    let scope = match &thread_id {
+        None => ReadScope::All,
+        Some(thread) if thread == "main" => ReadScope::Main,
+        Some(thread) => match ruma::OwnedEventId::try_from(thread.as_str()) {
+            Ok(root) => ReadScope::Thread(root),
+            Err(_) => return Err(ApiError::InvalidParam("invalid thread_id".into())),
+        },
+    };
+    services.push.mark_read(user, room_id, pdu.stored.count, &scope)?;
     let members = services.rooms.joined_members(room_id)?;
     services.ephemeral.set_receipt(
         room_id,

@@ -13,8 +13,11 @@ mod media;
 mod members;
 pub(crate) mod membership;
 mod message;
+mod notifications;
 mod presence;
 mod profile;
+mod push_rules;
+mod pushers;
 mod register;
 mod relations;
 mod room_admin;
@@ -149,9 +152,19 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(spaces::summary)
         .ruma_route(room_admin::upgrade)
         .ruma_route(room_admin::report)
-        .ruma_route(unconfigured::push_rules)
         .ruma_route(unconfigured::turn_server)
-        .ruma_route(unconfigured::pushers)
+        .ruma_route(push_rules::get_all)
+        .ruma_route(push_rules::get_global)
+        .ruma_route(push_rules::get)
+        .ruma_route(push_rules::set)
+        .ruma_route(push_rules::delete)
+        .ruma_route(push_rules::get_enabled)
+        .ruma_route(push_rules::set_enabled)
+        .ruma_route(push_rules::get_actions)
+        .ruma_route(push_rules::set_actions)
+        .ruma_route(pushers::list)
+        .ruma_route(pushers::set)
+        .ruma_route(notifications::list)
         .ruma_route(unconfigured::protocols)
         .merge(media::routes())
 }

@@ -71,7 +71,7 @@ pub async fn login(
     tracing::info!(%user_id, %device_id, "logged in");
     let mut response = login::v3::Response::new(user_id, token, device_id);
     response.well_known = Some(login::v3::DiscoveryInfo::new(login::v3::HomeserverInfo::new(
-        services.config.base_url(),
+        services.base_url(),
     )));
     #[allow(deprecated, reason = "older clients still read home_server")]
     {
@@ -94,6 +94,7 @@ fn resolve_user(services: &Services, named: &str) -> ApiResult<Option<OwnedUserI
 pub async fn logout(services: Arc<Services>, req: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
     services.accounts.delete_device(&req.auth.user_id, &req.auth.device_id)?;
     services.remove_device_keys(&req.auth.user_id, &req.auth.device_id)?;
+    services.push.pushers().delete_for_device(&req.auth.user_id, &req.auth.device_id)?;
     Ok(logout::v3::Response::new())
 }
 
@@ -104,6 +105,7 @@ pub async fn logout_all(
 ) -> ApiResult<logout_all::v3::Response> {
     let devices = services.accounts.devices(&req.auth.user_id)?;
     services.accounts.delete_all_devices(&req.auth.user_id, None)?;
+    services.push.pushers().delete_all(&req.auth.user_id)?;
     for device in devices {
         services.remove_device_keys(&req.auth.user_id, &device.device_id)?;
     }

@@ -37,9 +37,6 @@ async fn new_client(server: &TestServer) -> Client {
     settings.backup_download_strategy = BackupDownloadStrategy::OneShot;
     Client::builder()
         .homeserver_url(&server.url)
-        // The test server listens on port 0, so the base URL its login answers advertises is
-        // not one to follow.
-        .respect_login_well_known(false)
         .with_encryption_settings(settings)
         .build()
         .await
