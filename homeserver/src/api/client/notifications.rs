@@ -28,7 +28,9 @@ pub async fn list(services: Arc<Services>, req: Ruma<Request>) -> ApiResult<Resp
     let user = &req.auth.user_id;
     let from = match &req.body.from {
         Some(token) => Some(
-            token.parse::<u64>().map_err(|_| ApiError::InvalidParam("invalid `from` token".into()))?,
+            token
+                .parse::<u64>()
+                .map_err(|_| ApiError::InvalidParam("invalid `from` token".into()))?,
         ),
         None => None,
     };
@@ -45,7 +47,13 @@ pub async fn list(services: Arc<Services>, req: Ruma<Request>) -> ApiResult<Resp
         let Some(pdu) = services.rooms.pdu(&record.event_id)? else { continue };
         let event = services.client_event(&pdu, Some(user))?;
         let ts = MilliSecondsSinceUnixEpoch(UInt::new_saturating(record.ts));
-        notifications.push(Notification::new(record.actions, to_raw(&event), read, record.room_id, ts));
+        notifications.push(Notification::new(
+            record.actions,
+            to_raw(&event),
+            read,
+            record.room_id,
+            ts,
+        ));
     }
     let mut response = Response::new(notifications);
     response.next_token = page.next.map(|n| n.to_string());

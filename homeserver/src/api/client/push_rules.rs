@@ -83,7 +83,12 @@ pub async fn set_enabled(
     req: Ruma<set_pushrule_enabled::v3::Request>,
 ) -> ApiResult<set_pushrule_enabled::v3::Response> {
     let body = &req.body;
-    services.push.rules().set_enabled(&req.auth.user_id, &body.kind, &body.rule_id, body.enabled)?;
+    services.push.rules().set_enabled(
+        &req.auth.user_id,
+        &body.kind,
+        &body.rule_id,
+        body.enabled,
+    )?;
     Ok(set_pushrule_enabled::v3::Response::new())
 }
 
@@ -102,6 +107,11 @@ pub async fn set_actions(
     req: Ruma<set_pushrule_actions::v3::Request>,
 ) -> ApiResult<set_pushrule_actions::v3::Response> {
     let body = req.body;
-    services.push.rules().set_actions(&req.auth.user_id, &body.kind, &body.rule_id, body.actions)?;
+    services.push.rules().set_actions(
+        &req.auth.user_id,
+        &body.kind,
+        &body.rule_id,
+        body.actions,
+    )?;
     Ok(set_pushrule_actions::v3::Response::new())
 }

@@ -198,8 +198,10 @@ impl Counts {
         let _guard = self.stripe(event.room_id).lock();
         let mut batch = Batch::default();
         let thread = thread_key(event.thread);
-        let keys: Vec<_> =
-            recipients.iter().map(|(user, _)| (user.clone(), room.clone(), thread.clone())).collect();
+        let keys: Vec<_> = recipients
+            .iter()
+            .map(|(user, _)| (user.clone(), room.clone(), thread.clone()))
+            .collect();
         let tallies = self.tallies.multi_get(&keys)?;
         for (((user, actions), key), tally) in recipients.iter().zip(&keys).zip(tallies) {
             let highlight = highlights(actions);
@@ -220,7 +222,13 @@ impl Counts {
             };
             batch.put(&self.history, &(user.clone(), event.count), &Json(record));
         }
-        self.queue_read(&mut batch, sender, event.room_id, event.count, &ReadScope::of_thread(event.thread))?;
+        self.queue_read(
+            &mut batch,
+            sender,
+            event.room_id,
+            event.count,
+            &ReadScope::of_thread(event.thread),
+        )?;
         self.unread.db().write(batch)
     }
 
@@ -265,7 +273,9 @@ impl Counts {
             }
             if scope.covers(unread.thread.as_ref()) {
                 batch.delete(&self.unread, &(user, room, at));
-                read.entry(thread_key(unread.thread.as_ref())).or_default().add(Tally::one(unread.highlight));
+                read.entry(thread_key(unread.thread.as_ref()))
+                    .or_default()
+                    .add(Tally::one(unread.highlight));
             }
         }
         for (thread, done) in read {
@@ -321,7 +331,11 @@ impl Counts {
         let mut page = NotificationPage::default();
         let entries: Box<dyn Iterator<Item = _>> = match from {
             Some(0) => return Ok(page),
-            Some(from) => Box::new(self.history.scan_prefix_from(&owner, &(owner.clone(), from - 1), false)?),
+            Some(from) => Box::new(self.history.scan_prefix_from(
+                &owner,
+                &(owner.clone(), from - 1),
+                false,
+            )?),
             None => Box::new(self.history.scan_prefix_rev(&owner)?),
         };
         for entry in entries {
@@ -332,7 +346,8 @@ impl Counts {
             if page.notifications.len() == limit {
                 break;
             }
-            let read = !self.unread.contains(&(owner.clone(), notification.room_id.clone(), count))?;
+            let read =
+                !self.unread.contains(&(owner.clone(), notification.room_id.clone(), count))?;
             page.notifications.push((notification, read));
             page.next = Some(count);
         }
@@ -365,12 +380,22 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> Counts {
         let cfs = [UNREAD_TABLE, TALLY_TABLE, NOTIFICATION_TABLE];
-        let db = Db::open(dir, &cfs, &crate::storage::OpenOptions { sync_writes: false, cache_bytes: 1 << 20 })
-            .unwrap();
+        let db = Db::open(
+            dir,
+            &cfs,
+            &crate::storage::OpenOptions { sync_writes: false, cache_bytes: 1 << 20 },
+        )
+        .unwrap();
         Counts::new(&db).unwrap()
     }
 
-    fn notify(counts: &Counts, room: &RoomId, count: u64, thread: Option<&OwnedEventId>, users: &[(&str, bool)]) {
+    fn notify(
+        counts: &Counts,
+        room: &RoomId,
+        count: u64,
+        thread: Option<&OwnedEventId>,
+        users: &[(&str, bool)],
+    ) {
         let event_id = OwnedEventId::try_from(format!("$e{count}")).unwrap();
         let recipients: Vec<_> = users
             .iter()
@@ -384,7 +409,8 @@ mod tests {
                 (OwnedUserId::try_from(*u).unwrap(), actions)
             })
             .collect();
-        let event = NewNotifications { room_id: room, event_id: &event_id, count, thread, ts: count };
+        let event =
+            NewNotifications { room_id: room, event_id: &event_id, count, thread, ts: count };
         counts.record(&event, &recipients, &owned_user_id!("@sender:x")).unwrap();
     }
 
@@ -426,11 +452,16 @@ mod tests {
         }
         counts.mark_read(&alice, &room, 2, &ReadScope::All).unwrap();
         let first = counts.notifications(&alice, None, 2, false).unwrap();
-        let ids: Vec<_> = first.notifications.iter().map(|(n, read)| (n.event_id.to_string(), *read)).collect();
+        let ids: Vec<_> =
+            first.notifications.iter().map(|(n, read)| (n.event_id.to_string(), *read)).collect();
         assert_eq!(ids, [("$e5".to_owned(), false), ("$e4".to_owned(), false)]);
         let second = counts.notifications(&alice, first.next, 10, false).unwrap();
-        let ids: Vec<_> = second.notifications.iter().map(|(n, read)| (n.event_id.to_string(), *read)).collect();
-        assert_eq!(ids, [("$e3".to_owned(), false), ("$e2".to_owned(), true), ("$e1".to_owned(), true)]);
+        let ids: Vec<_> =
+            second.notifications.iter().map(|(n, read)| (n.event_id.to_string(), *read)).collect();
+        assert_eq!(
+            ids,
+            [("$e3".to_owned(), false), ("$e2".to_owned(), true), ("$e1".to_owned(), true)]
+        );
         assert_eq!(second.next, None);
         let highlights = counts.notifications(&alice, None, 10, true).unwrap();
         assert_eq!(highlights.notifications.len(), 2);

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use futures_util::FutureExt as _;
 use ruma::{
     OwnedUserId, UserId,
-    push::{Action, FlattenedJson, FlattenedJsonValue, PushConditionRoomCtx, Ruleset, ScalarJsonValue},
+    push::{
+        Action, FlattenedJson, FlattenedJsonValue, PushConditionRoomCtx, Ruleset, ScalarJsonValue,
+    },
     serde::Raw,
 };
 
@@ -54,7 +56,11 @@ impl PreparedEvent {
 }
 
 /// The actions of the first rule of `ruleset` matching the event, or none.
-pub fn actions(ruleset: &Ruleset, event: &PreparedEvent, ctx: &PushConditionRoomCtx) -> Vec<Action> {
+pub fn actions(
+    ruleset: &Ruleset,
+    event: &PreparedEvent,
+    ctx: &PushConditionRoomCtx,
+) -> Vec<Action> {
     if event.sender == ctx.user_id {
         return Vec::new();
     }
@@ -197,7 +203,8 @@ mod tests {
                     let got = shared.iter().find(|(u, _)| u == user).map(|(_, a)| a.clone());
                     assert_eq!(
                         serde_json::to_value(got.unwrap_or_default()).unwrap(),
-                        serde_json::to_value(if notifies(&expected) { expected } else { vec![] }).unwrap(),
+                        serde_json::to_value(if notifies(&expected) { expected } else { vec![] })
+                            .unwrap(),
                     );
                 }
             }
@@ -218,13 +225,18 @@ mod tests {
         let mut ruleset = Ruleset::server_default(&user);
         ruleset
             .insert(
-                NewPushRule::Room(NewSimplePushRule::new(owned_room_id!("!room:example.org"), vec![])),
+                NewPushRule::Room(NewSimplePushRule::new(
+                    owned_room_id!("!room:example.org"),
+                    vec![],
+                )),
                 None,
                 None,
             )
             .unwrap();
         let recipients = vec![(user.clone(), Arc::new(UserRules::new(&user, ruleset)))];
-        assert!(evaluate_all(&message("hi", &[]), ctx(5), &recipients, |_| String::new()).is_empty());
+        assert!(
+            evaluate_all(&message("hi", &[]), ctx(5), &recipients, |_| String::new()).is_empty()
+        );
         // A mention is an override rule: it still notifies.
         let mention = message("hi", &["@user0:example.org"]);
         assert_eq!(evaluate_all(&mention, ctx(5), &recipients, |_| String::new()).len(), 1);

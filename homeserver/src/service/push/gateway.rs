@@ -17,7 +17,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
-use super::{PushError, counts::Counts, evaluate::highlights, pushers::{Pushers, StoredPusher}};
+use super::{
+    PushError,
+    counts::Counts,
+    evaluate::highlights,
+    pushers::{Pushers, StoredPusher},
+};
 
 /// Deliveries running at once.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -91,7 +96,9 @@ pub fn notify_body(job: &PushJob, pusher: &StoredPusher, unread: u64) -> Value {
     let tweaks = tweaks(&job.actions);
     // As Synapse does: high priority when the device may alert (sound, highlight) or cannot know
     // yet (encrypted), low otherwise, to spare batteries.
-    let high = highlights(&job.actions) || tweaks.contains_key("sound") || event.kind == "m.room.encrypted";
+    let high = highlights(&job.actions)
+        || tweaks.contains_key("sound")
+        || event.kind == "m.room.encrypted";
     let (data, event_id_only) = match &pusher.pusher.kind {
         PusherKind::Http(http) => {
             let mut data = serde_json::to_value(http).unwrap_or_else(|_| json!({}));
@@ -123,7 +130,8 @@ pub fn notify_body(job: &PushJob, pusher: &StoredPusher, unread: u64) -> Value {
         notification["type"] = event.kind.clone().into();
         notification["sender"] = event.sender.as_str().into();
         notification["content"] = event.content.clone();
-        notification["user_is_target"] = (event.state_key.as_deref() == Some(job.user.as_str())).into();
+        notification["user_is_target"] =
+            (event.state_key.as_deref() == Some(job.user.as_str())).into();
         for (key, value) in [
             ("sender_display_name", &event.sender_display_name),
             ("room_name", &event.room_name),
@@ -191,7 +199,13 @@ impl Gateway {
 }
 
 /// Posts one notification to one pusher, with retries; removes the pusher if rejected.
-async fn deliver(http: &reqwest::Client, pushers: &Pushers, job: &PushJob, pusher: &StoredPusher, unread: u64) {
+async fn deliver(
+    http: &reqwest::Client,
+    pushers: &Pushers,
+    job: &PushJob,
+    pusher: &StoredPusher,
+    unread: u64,
+) {
     let PusherKind::Http(data) = &pusher.pusher.kind else { return };
     let body = notify_body(job, pusher, unread);
     let mut wait = FIRST_RETRY;
@@ -227,7 +241,8 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Attempt {
     let status = response.status();
     if status.is_success() {
         // A gateway that answers 200 without a valid body still took the notification.
-        let rejected = response.json::<NotifyResponse>().await.map(|r| r.rejected).unwrap_or_default();
+        let rejected =
+            response.json::<NotifyResponse>().await.map(|r| r.rejected).unwrap_or_default();
         Attempt::Delivered(rejected)
     } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         Attempt::Retry(format!("status {status}"))

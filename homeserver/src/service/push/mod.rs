@@ -15,9 +15,9 @@ mod counts;
 pub mod evaluate;
 mod gateway;
 mod notify;
-mod sync_counts;
 pub mod pushers;
 pub mod rules;
+mod sync_counts;
 
 use std::{num::NonZeroUsize, sync::Arc};
 
@@ -25,12 +25,12 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use ruma::{OwnedRoomId, OwnedUserId};
 
+use self::{counts::Counts, gateway::Gateway, pushers::Pushers, rules::Rules};
 pub use self::{
     counts::{Notification, NotificationPage, ReadScope, RoomCounts, Tally},
     pushers::StoredPusher,
     rules::UserRules,
 };
-use self::{counts::Counts, gateway::Gateway, pushers::Pushers, rules::Rules};
 use super::account_data::AccountData;
 use crate::storage::{Db, StorageError};
 

@@ -54,7 +54,8 @@ impl Push {
             let rules = self.rules.get_many(&recipients)?;
             let recipients: Vec<_> = recipients.into_iter().zip(rules).collect();
             let ctx = room_context(rooms, pdu, members.len())?;
-            let event = PreparedEvent::new(&Raw::<()>::from_json(pdu.stored.json.clone()), pdu.sender());
+            let event =
+                PreparedEvent::new(&Raw::<()>::from_json(pdu.stored.json.clone()), pdu.sender());
             notified = evaluate_all(&event, ctx, &recipients, |user| {
                 display_name(rooms, pdu.stored.state_before, user).unwrap_or_default()
             });
@@ -71,7 +72,11 @@ impl Push {
     }
 
     /// The joined members of a room, cached until its next member event.
-    fn joined_members(&self, rooms: &Rooms, room_id: &RoomId) -> Result<Arc<Vec<OwnedUserId>>, RoomError> {
+    fn joined_members(
+        &self,
+        rooms: &Rooms,
+        room_id: &RoomId,
+    ) -> Result<Arc<Vec<OwnedUserId>>, RoomError> {
         if let Some(members) = self.members.lock().get(room_id) {
             return Ok(members.clone());
         }
@@ -88,7 +93,10 @@ impl Push {
     ) -> Result<(), RoomError> {
         let mut targets = notified
             .into_iter()
-            .filter(|(user, actions)| actions.iter().any(|a| matches!(a, Action::Notify)) && self.pushers.has_pushers(user))
+            .filter(|(user, actions)| {
+                actions.iter().any(|a| matches!(a, Action::Notify))
+                    && self.pushers.has_pushers(user)
+            })
             .peekable();
         if targets.peek().is_none() {
             return Ok(());
@@ -104,9 +112,18 @@ impl Push {
 }
 
 /// The room as push conditions see it at the event: member count and power levels.
-fn room_context(rooms: &Rooms, pdu: &PduEvent, members: usize) -> Result<PushConditionRoomCtx, RoomError> {
+fn room_context(
+    rooms: &Rooms,
+    pdu: &PduEvent,
+    members: usize,
+) -> Result<PushConditionRoomCtx, RoomError> {
     let count = UInt::try_from(members).unwrap_or(UInt::MAX);
-    let ctx = PushConditionRoomCtx::new(pdu.room_id().to_owned(), count, pdu.sender().to_owned(), String::new());
+    let ctx = PushConditionRoomCtx::new(
+        pdu.room_id().to_owned(),
+        count,
+        pdu.sender().to_owned(),
+        String::new(),
+    );
     Ok(match power_levels(rooms, pdu)? {
         Some(power) => ctx.with_power_levels(power),
         None => ctx,
@@ -114,14 +131,18 @@ fn room_context(rooms: &Rooms, pdu: &PduEvent, members: usize) -> Result<PushCon
 }
 
 /// The power levels before the event, with the room version's rules (creators in v12).
-fn power_levels(rooms: &Rooms, pdu: &PduEvent) -> Result<Option<PushConditionPowerLevelsCtx>, RoomError> {
+fn power_levels(
+    rooms: &Rooms,
+    pdu: &PduEvent,
+) -> Result<Option<PushConditionPowerLevelsCtx>, RoomError> {
     let Some((_, meta)) = rooms.meta(pdu.room_id())? else { return Ok(None) };
     let Some(rules) = meta.version.rules() else { return Ok(None) };
     let state = pdu.stored.state_before;
     let Some(create) = rooms.state_event(state, &StateEventType::RoomCreate, "")? else {
         return Ok(None);
     };
-    let creators = RoomCreateEvent::new(&*create).creators(&rules.authorization).unwrap_or_default();
+    let creators =
+        RoomCreateEvent::new(&*create).creators(&rules.authorization).unwrap_or_default();
     let source = match rooms.state_event(state, &StateEventType::RoomPowerLevels, "")? {
         Some(event) => match event.content_as::<RoomPowerLevelsEventContent>() {
             Ok(content) => RoomPowerLevelsSource::Original(content),
@@ -139,7 +160,12 @@ struct NameContent {
     alias: Option<String>,
 }
 
-fn state_content(rooms: &Rooms, state: u64, kind: &StateEventType, key: &str) -> Result<Option<NameContent>, RoomError> {
+fn state_content(
+    rooms: &Rooms,
+    state: u64,
+    kind: &StateEventType,
+    key: &str,
+) -> Result<Option<NameContent>, RoomError> {
     Ok(rooms.state_event(state, kind, key)?.and_then(|pdu| pdu.content_as::<NameContent>().ok()))
 }
 
@@ -161,7 +187,8 @@ fn summary(rooms: &Rooms, pdu: &PduEvent) -> Result<EventSummary, RoomError> {
         sender: pdu.sender().to_owned(),
         sender_display_name: Some(sender_name).filter(|n| !n.is_empty()),
         room_name: state_content(rooms, state, &StateEventType::RoomName, "")?.and_then(|c| c.name),
-        room_alias: state_content(rooms, state, &StateEventType::RoomCanonicalAlias, "")?.and_then(|c| c.alias),
+        room_alias: state_content(rooms, state, &StateEventType::RoomCanonicalAlias, "")?
+            .and_then(|c| c.alias),
         state_key: pdu.state_key().map(str::to_owned),
         content: serde_json::from_str(pdu.fields.content.get()).unwrap_or_default(),
     })

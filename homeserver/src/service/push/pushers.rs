@@ -117,8 +117,13 @@ impl Pushers {
                 }
             }
         }
-        let stored = StoredPusher { pusher, device_id: device.map(ToOwned::to_owned), pushkey_ts: now_secs };
-        batch.put(&self.pushers, &(user.to_owned(), ids.app_id.clone(), ids.pushkey.clone()), &Json(stored));
+        let stored =
+            StoredPusher { pusher, device_id: device.map(ToOwned::to_owned), pushkey_ts: now_secs };
+        batch.put(
+            &self.pushers,
+            &(user.to_owned(), ids.app_id.clone(), ids.pushkey.clone()),
+            &Json(stored),
+        );
         batch.put(&self.by_pushkey, &(ids.app_id, ids.pushkey, user.to_owned()), &());
         self.pushers.db().write(batch)?;
         self.users.write().insert(user.to_owned());
@@ -180,11 +185,7 @@ impl Pushers {
 
 #[cfg(test)]
 mod tests {
-    use ruma::{
-        api::client::push::PusherInit,
-        owned_user_id,
-        push::HttpPusherData,
-    };
+    use ruma::{api::client::push::PusherInit, owned_user_id, push::HttpPusherData};
 
     use super::*;
 

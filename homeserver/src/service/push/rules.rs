@@ -10,9 +10,7 @@ use ruma::{
     OwnedUserId, UserId,
     api::client::push::{PushRule, RuleKind},
     events::push_rules::PushRulesEventContent,
-    push::{
-        Action, InsertPushRuleError, NewPushRule, PushCondition, RemovePushRuleError, Ruleset,
-    },
+    push::{Action, InsertPushRuleError, NewPushRule, PushCondition, RemovePushRuleError, Ruleset},
 };
 
 use super::PushError;
@@ -137,7 +135,12 @@ impl Rules {
     }
 
     /// One rule.
-    pub fn rule(&self, user: &UserId, kind: &RuleKind, rule_id: &str) -> Result<PushRule, PushError> {
+    pub fn rule(
+        &self,
+        user: &UserId,
+        kind: &RuleKind,
+        rule_id: &str,
+    ) -> Result<PushRule, PushError> {
         let rules = self.get(user)?;
         rules
             .ruleset
