@@ -48,6 +48,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// The media repository.
     pub media: MediaConfig,
+    /// Rate limits and the login back-off.
+    pub rate_limits: RateLimitsConfig,
     /// The base URL clients should use, announced in `/.well-known/matrix/client`.
     /// Empty means `http://<listen.address>:<listen.port>`.
     pub public_base_url: String,
@@ -146,6 +148,58 @@ pub struct MediaConfig {
     pub max_image_pixels: u64,
 }
 
+/// Rate limits: token buckets per user (or device) and per IP address, and the back-off after
+/// failed logins.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Whether any rate limit or login back-off applies.
+    pub enabled: bool,
+    /// For the actions of logged-in users, an IP address gets this many times a user's bucket
+    /// (several users may share an address).
+    pub ip_factor: u32,
+    /// `/login` attempts per IP address.
+    pub login: RateConfig,
+    /// `/register` requests per IP address.
+    pub registration: RateConfig,
+    /// Events sent with `/send` per device.
+    pub send: RateConfig,
+    /// Joins and knocks per user.
+    pub join: RateConfig,
+    /// Invites per user.
+    pub invite: RateConfig,
+    /// Media uploads (and `/media/v1/create`) per user.
+    pub media_upload: RateConfig,
+    /// The back-off after failed logins.
+    pub login_backoff: LoginBackoffConfig,
+}
+
+/// One token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Requests regained per second; 0 disables this limit.
+    pub per_second: f64,
+    /// Most requests accepted in a burst; 0 disables this limit.
+    pub burst: u32,
+}
+
+/// The back-off after failed logins, per account and per IP address.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBackoffConfig {
+    /// Failed logins to one account (from any address) before the back-off starts.
+    pub free_failures_per_account: u32,
+    /// Failed logins from one IP address (to any account) before the back-off starts.
+    pub free_failures_per_ip: u32,
+    /// The first wait, in milliseconds; it doubles with each further failure.
+    pub base_delay_ms: u64,
+    /// The longest wait, in seconds: the most a real user can be kept out.
+    pub max_delay_secs: u64,
+    /// Failures older than this, in seconds, are forgotten.
+    pub forget_after_secs: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -175,6 +229,23 @@ impl Default for Config {
                 max_pending_uploads: 5,
                 pending_upload_expiry_secs: 86_400,
                 max_image_pixels: 32 * 1024 * 1024,
+            },
+            rate_limits: RateLimitsConfig {
+                enabled: true,
+                ip_factor: 10,
+                login: RateConfig { per_second: 0.5, burst: 10 },
+                registration: RateConfig { per_second: 0.2, burst: 5 },
+                send: RateConfig { per_second: 2.0, burst: 30 },
+                join: RateConfig { per_second: 0.2, burst: 10 },
+                invite: RateConfig { per_second: 0.5, burst: 20 },
+                media_upload: RateConfig { per_second: 1.0, burst: 10 },
+                login_backoff: LoginBackoffConfig {
+                    free_failures_per_account: 5,
+                    free_failures_per_ip: 20,
+                    base_delay_ms: 1000,
+                    max_delay_secs: 60,
+                    forget_after_secs: 900,
+                },
             },
             public_base_url: String::new(),
             log: "info".to_owned(),

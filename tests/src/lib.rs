@@ -17,7 +17,28 @@ pub struct TestServer {
     pub url: String,
     data: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// Where the server's stderr (its logs) goes; `None`: inherited.
+    log_file: Option<PathBuf>,
 }
+
+/// Rate limits generous enough that no test trips them by accident; tests of the limits set their
+/// own with [`TestServer::start_with`], which override these.
+const GENEROUS_RATE_LIMITS: &[(&str, &str)] = &[
+    ("RELAIS_RATE_LIMITS__LOGIN__PER_SECOND", "10000"),
+    ("RELAIS_RATE_LIMITS__LOGIN__BURST", "100000"),
+    ("RELAIS_RATE_LIMITS__REGISTRATION__PER_SECOND", "10000"),
+    ("RELAIS_RATE_LIMITS__REGISTRATION__BURST", "100000"),
+    ("RELAIS_RATE_LIMITS__SEND__PER_SECOND", "10000"),
+    ("RELAIS_RATE_LIMITS__SEND__BURST", "100000"),
+    ("RELAIS_RATE_LIMITS__JOIN__PER_SECOND", "10000"),
+    ("RELAIS_RATE_LIMITS__JOIN__BURST", "100000"),
+    ("RELAIS_RATE_LIMITS__INVITE__PER_SECOND", "10000"),
+    ("RELAIS_RATE_LIMITS__INVITE__BURST", "100000"),
+    ("RELAIS_RATE_LIMITS__MEDIA_UPLOAD__PER_SECOND", "10000"),
+    ("RELAIS_RATE_LIMITS__MEDIA_UPLOAD__BURST", "100000"),
+    ("RELAIS_RATE_LIMITS__LOGIN_BACKOFF__FREE_FAILURES_PER_ACCOUNT", "1000"),
+    ("RELAIS_RATE_LIMITS__LOGIN_BACKOFF__FREE_FAILURES_PER_IP", "1000"),
+];
 
 /// Where cargo put the `relais` binary (the test script builds it before the tests).
 pub fn relais_binary() -> PathBuf {
@@ -40,15 +61,38 @@ impl TestServer {
 
     /// Starts a server with extra `RELAIS_*` environment settings.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_inner(env, false)
+    }
+
+    /// Like [`TestServer::start_with`], with the server's stderr (its logs) appended to a file
+    /// in the data directory instead of inherited: see [`TestServer::logs`].
+    pub fn start_capturing_logs(env: &[(&str, &str)]) -> Self {
+        Self::start_inner(env, true)
+    }
+
+    fn start_inner(env: &[(&str, &str)], capture_logs: bool) -> Self {
         let data = tempfile::tempdir().expect("temporary data dir");
+        let log_file = capture_logs.then(|| data.path().join("relais.log"));
         let mut server = Self {
             child: None,
             url: String::new(),
             data,
             env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            log_file,
         };
         server.spawn();
         server
+    }
+
+    /// Everything the server wrote to stderr so far (empty unless started with
+    /// [`TestServer::start_capturing_logs`]).
+    pub fn logs(&self) -> String {
+        self.log_file.as_ref().and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
+    }
+
+    /// The server's process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn spawn(&mut self) {
@@ -63,8 +107,19 @@ impl TestServer {
             .env("RELAIS_REGISTRATION__OPEN", "true")
             .env("RELAIS_DATABASE__CACHE_CAPACITY_MB", "16")
             .env("RELAIS_LOG", std::env::var("RELAIS_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped());
+        match &self.log_file {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file");
+                command.stderr(Stdio::from(file));
+            }
+            None => {
+                command.stderr(Stdio::inherit());
+            }
+        }
+        for (k, v) in GENEROUS_RATE_LIMITS {
+            command.env(k, v);
+        }
         for (k, v) in &self.env {
             command.env(k, v);
         }

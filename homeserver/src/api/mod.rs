@@ -2,6 +2,9 @@
 
 pub mod client;
 pub mod error;
+pub mod health;
+mod limits;
+pub mod metrics;
 pub mod ruma;
 
 use std::{sync::Arc, time::Duration};
@@ -21,7 +24,10 @@ use crate::service::Services;
 /// The whole HTTP application.
 pub fn app(services: Arc<Services>) -> Router {
     let timeout = Duration::from_secs(services.config.limits.request_timeout_secs);
+    let metrics = Arc::new(metrics::Metrics::default());
     client::routes()
+        .merge(health::routes())
+        .merge(metrics::routes(metrics.clone()))
         .fallback(|| async { ApiError::Unrecognized })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(services)
@@ -31,6 +37,7 @@ pub fn app(services: Arc<Services>) -> Router {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
 }
 
 /// Browsers' clients (Element Web) need CORS on every response, errors included, and answered

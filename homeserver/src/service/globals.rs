@@ -48,6 +48,7 @@ pub struct Globals {
     reserved: Mutex<u64>,
     in_flight: Mutex<BTreeSet<u64>>,
     keypair: Ed25519KeyPair,
+    last_create_ts: AtomicU64,
 }
 
 impl std::fmt::Debug for Globals {
@@ -87,6 +88,7 @@ impl Globals {
             reserved: Mutex::new(reserved),
             in_flight: Mutex::new(BTreeSet::new()),
             keypair,
+            last_create_ts: AtomicU64::new(0),
         })
     }
 
@@ -115,6 +117,17 @@ impl Globals {
     /// A fresh unique number for short IDs (shares the counter: uniqueness is all that matters).
     pub fn next_short_id(&self) -> Result<u64, StorageError> {
         Ok(self.next_count()?.count)
+    }
+
+    /// A timestamp for a new room's create event, strictly greater than the previous one. From
+    /// room version 12 the room ID is the create event's hash, so two rooms created by the same
+    /// user with the same content in the same millisecond would otherwise get the same ID.
+    pub fn next_create_ts(&self, now: u64) -> u64 {
+        let previous = self
+            .last_create_ts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
+            .unwrap_or(now);
+        now.max(previous + 1)
     }
 
     /// The highest stream position such that every position up to it is written.

@@ -12,6 +12,7 @@ pub mod membership;
 pub mod notifier;
 pub mod presence;
 pub mod push;
+pub mod rate_limit;
 pub mod relations;
 pub mod reports;
 pub mod room_summary;
@@ -102,6 +103,8 @@ pub struct Services {
     pub keys: keys::Keys,
     /// Push rules, notification counts and pushers.
     pub push: Arc<push::Push>,
+    /// Rate limits and the login back-off.
+    pub rate_limits: rate_limit::RateLimiter,
 }
 
 impl Services {
@@ -160,6 +163,7 @@ impl Services {
                 config.media_path(),
             )?,
             keys: keys::Keys::new(&db, globals.clone(), notifier.clone())?,
+            rate_limits: rate_limit::RateLimiter::new(config.rate_limits.clone()),
             config,
             db,
             globals,

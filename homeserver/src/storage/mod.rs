@@ -106,6 +106,24 @@ impl Db {
         Ok(())
     }
 
+    /// An integer RocksDB property of the database (e.g. `rocksdb.block-cache-usage`, which the
+    /// column families share); `None` if RocksDB does not know it. Cheap: no I/O.
+    pub fn int_property(&self, name: &str) -> Option<u64> {
+        self.inner.property_int_value(name).ok().flatten()
+    }
+
+    /// An integer RocksDB property summed over every column family (e.g.
+    /// `rocksdb.estimate-num-keys`, `rocksdb.total-sst-files-size`). Cheap: no I/O.
+    pub fn int_property_sum(&self, name: &str) -> Option<u64> {
+        let mut total = None;
+        for cf in self.column_families.iter().filter_map(|name| self.inner.cf_handle(name)) {
+            if let Ok(Some(value)) = self.inner.property_int_value_cf(cf, name) {
+                *total.get_or_insert(0u64) += value;
+            }
+        }
+        total
+    }
+
     /// Raw access for the migration runner.
     pub fn migration_store(self: &Arc<Self>) -> MigrationStore {
         MigrationStore(self.clone())

@@ -95,6 +95,7 @@ pub async fn upload(
     services: Arc<Services>,
     req: Ruma<create_content::v3::Request>,
 ) -> ApiResult<RumaResponse<create_content::v3::Response>> {
+    services.rate_limits.check(crate::service::rate_limit::Action::MediaUpload, Some(&req.auth), req.client_ip.as_deref())?;
     let body = req.body;
     let upload = Upload {
         content_type: body.content_type,
@@ -110,6 +111,7 @@ pub async fn create(
     services: Arc<Services>,
     req: Ruma<create_mxc_uri::v1::Request>,
 ) -> ApiResult<create_mxc_uri::v1::Response> {
+    services.rate_limits.check(crate::service::rate_limit::Action::MediaUpload, Some(&req.auth), req.client_ip.as_deref())?;
     let pending = services.media.create(&req.auth.user_id)?;
     let mut response = create_mxc_uri::v1::Response::new(pending.uri);
     response.unused_expires_at =

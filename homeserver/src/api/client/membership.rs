@@ -54,6 +54,7 @@ pub async fn join_by_id(
     services: Arc<Services>,
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> ApiResult<join_room_by_id::v3::Response> {
+    services.rate_limits.check(crate::service::rate_limit::Action::Join, Some(&req.auth), req.client_ip.as_deref())?;
     let room_id = req.body.room_id.clone();
     let user = req.auth.user_id.clone();
     let reason = req.body.reason.clone();
@@ -66,6 +67,7 @@ pub async fn join_by_id_or_alias(
     services: Arc<Services>,
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
+    services.rate_limits.check(crate::service::rate_limit::Action::Join, Some(&req.auth), req.client_ip.as_deref())?;
     let user = req.auth.user_id.clone();
     let reason = req.body.reason.clone();
     let room_id = blocking(move || {
@@ -78,6 +80,7 @@ pub async fn join_by_id_or_alias(
 
 /// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
 pub async fn knock(services: Arc<Services>, req: Ruma<knock_room::v3::Request>) -> ApiResult<knock_room::v3::Response> {
+    services.rate_limits.check(crate::service::rate_limit::Action::Join, Some(&req.auth), req.client_ip.as_deref())?;
     let user = req.auth.user_id.clone();
     let room_id = blocking(move || {
         let room_id = resolve_room(&services, &req.body.room_id_or_alias)?;
@@ -93,6 +96,7 @@ pub async fn invite(
     services: Arc<Services>,
     req: Ruma<invite_user::v3::Request>,
 ) -> ApiResult<invite_user::v3::Response> {
+    services.rate_limits.check(crate::service::rate_limit::Action::Invite, Some(&req.auth), req.client_ip.as_deref())?;
     let invite_user::v3::InvitationRecipient::UserId(recipient) = &req.body.recipient else {
         return Err(ApiError::Forbidden("third-party invites are not supported by this server".into()));
     };

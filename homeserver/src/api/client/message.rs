@@ -33,6 +33,7 @@ pub async fn send(
     services: Arc<Services>,
     req: Ruma<send_message_event::v3::Request>,
 ) -> ApiResult<send_message_event::v3::Response> {
+    services.rate_limits.check(crate::service::rate_limit::Action::Send, Some(&req.auth), req.client_ip.as_deref())?;
     let session = req.auth;
     let body = req.body;
     let kind = TimelineEventType::from(body.event_type.to_string());

@@ -10,7 +10,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma::Ruma,
     },
-    service::{Services, accounts::new_token},
+    service::{Services, accounts::new_token, rate_limit::Action},
 };
 
 /// `POST /_matrix/client/v3/register`
@@ -18,6 +18,7 @@ pub async fn register(
     services: Arc<Services>,
     req: Ruma<register::v3::Request>,
 ) -> ApiResult<register::v3::Response> {
+    services.rate_limits.check(Action::Register, None, req.client_ip.as_deref())?;
     let body = req.body;
     if body.kind == register::RegistrationKind::Guest {
         return Err(ApiError::Forbidden("guest access is not enabled on this server".into()));

@@ -51,17 +51,23 @@ pub async fn login(
         return Err(ApiError::Forbidden("only user-ID identifiers are supported".into()));
     };
     let user_id = resolve_user(&services, &named)?;
-    // The same answer for an unknown user and a wrong password.
-    let invalid = || ApiError::Forbidden("invalid user name or password".into());
-    let Some(user_id) = user_id else { return Err(invalid()) };
+    let ip = req.client_ip.as_deref();
+    services.rate_limits.login_attempt(ip, user_id.as_deref())?;
+    // The same answer for an unknown user and a wrong password; both count for the back-off.
+    let invalid = |user: Option<&ruma::UserId>| {
+        services.rate_limits.login_failed(ip, user);
+        ApiError::Forbidden("invalid user name or password".into())
+    };
+    let Some(user_id) = user_id else { return Err(invalid(None)) };
     if let Some(account) = services.accounts.account(&user_id)? {
         if account.deactivated {
             return Err(ApiError::UserDeactivated("this account has been deactivated".into()));
         }
     }
     if !services.accounts.check_password(&user_id, &password.password)? {
-        return Err(invalid());
+        return Err(invalid(Some(&user_id)));
     }
+    services.rate_limits.login_succeeded(ip, &user_id);
     let (device_id, token) = services.accounts.create_device(
         &user_id,
         body.device_id.clone(),

@@ -248,7 +248,7 @@ impl Counts {
                 self.unread.db().write(batch)?;
             }
         }
-        if self.receipts.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY == 0 {
+        if self.receipts.fetch_add(1, Ordering::Relaxed).is_multiple_of(TRIM_EVERY) {
             self.trim_history(user)?;
         }
         Ok(())

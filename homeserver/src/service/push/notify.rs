@@ -43,10 +43,11 @@ impl Push {
         let members = self.joined_members(rooms, room_id)?;
         let mut recipients: Vec<OwnedUserId> =
             members.iter().filter(|user| *user != pdu.sender()).cloned().collect();
-        if let Some(invited) = invited_user(pdu) {
-            if invited != pdu.sender() && !members.contains(&invited) {
-                recipients.push(invited);
-            }
+        if let Some(invited) = invited_user(pdu)
+            && invited != pdu.sender()
+            && !members.contains(&invited)
+        {
+            recipients.push(invited);
         }
         let thread = thread_root(pdu);
         let mut notified = Vec::new();

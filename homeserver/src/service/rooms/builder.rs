@@ -274,9 +274,11 @@ impl Rooms {
         );
         object.insert("content".into(), content);
         object.insert("depth".into(), CanonicalJsonValue::Integer((meta.depth + 1).try_into().unwrap_or_default()));
+        let now: u64 = MilliSecondsSinceUnixEpoch::now().0.into();
+        let ts = if is_create { self.globals.next_create_ts(now) } else { now };
         object.insert(
             "origin_server_ts".into(),
-            CanonicalJsonValue::Integer(MilliSecondsSinceUnixEpoch::now().0.into()),
+            CanonicalJsonValue::Integer(ruma::Int::new_saturating(ts as i64)),
         );
         object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
         object.insert("type".into(), CanonicalJsonValue::String(template.kind.to_string()));

@@ -1,0 +1,203 @@
+//! The scenarios: fan-out, spread, room creation, initial sync.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use futures_util::future::try_join_all;
+use serde_json::{Value, json};
+
+use crate::{
+    Options,
+    client::{User, register},
+    stats::{Samples, dir_bytes, own_cpu_seconds, round, rss_mib},
+};
+
+/// Runs every scenario and returns the report.
+pub async fn run_all(options: &Options) -> anyhow::Result<Value> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
+    let base = Instant::now();
+    let users = register_many(&http, options, options.users.max(options.senders)).await?;
+    let fanout = fanout(options, &users, base).await?;
+    let spread = spread(options, &users[..options.senders]).await?;
+    let create = create_rooms(options, &users[0]).await?;
+    let initial = initial_sync(&users[1]).await?;
+    let mut report = json!({
+        "server": options.url,
+        "fanout": fanout,
+        "spread": spread,
+        "room_creation": create,
+        "initial_sync": initial,
+        "generator_cpu_s": own_cpu_seconds(),
+    });
+    if let Some(pid) = options.pid {
+        report["server_rss_mib"] = rss_mib(pid).into();
+    }
+    if let Some(dir) = &options.db_dir {
+        let events = (options.senders * options.messages * 2 + options.create * 8) as f64;
+        report["database_bytes"] = dir_bytes(dir).into();
+        report["database_bytes_per_event_estimate"] = round(dir_bytes(dir) as f64 / events).into();
+    }
+    Ok(report)
+}
+
+async fn register_many(http: &reqwest::Client, options: &Options, count: usize) -> anyhow::Result<Vec<User>> {
+    let mut users = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(10) {
+        let batch = chunk.iter().map(|i| {
+            let name = format!("{}u{i}", options.prefix);
+            async move { register(http, &options.url, &name).await }
+        });
+        users.extend(try_join_all(batch).await?);
+    }
+    Ok(users)
+}
+
+/// Everyone in one room, all syncing; `senders` users send `messages` each.
+async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Result<Value> {
+    let members = &users[..options.users];
+    let room = members[0].create_room(json!({ "preset": "public_chat" })).await?;
+    try_join_all(members[1..].iter().map(|u| u.join(&room))).await?;
+    let expected = options.senders * options.messages;
+    let delivery = Arc::new(Mutex::new(Samples::default()));
+
+    // Every member long-polls until it has seen every message.
+    let mut syncers = Vec::new();
+    for user in members {
+        let since = user.sync(None, 0, Some(r#"{"room":{"timeline":{"limit":1}}}"#)).await?["next_batch"]
+            .as_str()
+            .context("no next_batch")?
+            .to_owned();
+        let user = user.clone();
+        let room = room.clone();
+        let delivery = delivery.clone();
+        syncers.push(tokio::spawn(async move {
+            let mut since = since;
+            let mut seen = 0;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while seen < expected && Instant::now() < deadline {
+                let Ok(sync) = user.sync(Some(&since), 10_000, None).await else { continue };
+                let received = base.elapsed();
+                if let Some(events) = sync["rooms"]["join"][&room]["timeline"]["events"].as_array() {
+                    for event in events {
+                        let sent = event["content"]["body"]
+                            .as_str()
+                            .and_then(|b| b.strip_prefix("load "))
+                            .and_then(|micros| micros.parse::<u64>().ok());
+                        if let Some(sent) = sent {
+                            seen += 1;
+                            let latency = received.saturating_sub(Duration::from_micros(sent));
+                            if let Ok(mut d) = delivery.lock() {
+                                d.push(latency);
+                            }
+                        }
+                    }
+                }
+                if let Some(next) = sync["next_batch"].as_str() {
+                    since = next.to_owned();
+                }
+            }
+            seen
+        }));
+    }
+
+    let started = Instant::now();
+    let sends = try_join_all(members[..options.senders].iter().enumerate().map(|(s, user)| {
+        let room = room.clone();
+        async move {
+            let mut latencies = Samples::default();
+            for i in 0..options.messages {
+                let body = format!("load {}", base.elapsed().as_micros());
+                latencies.push(user.send(&room, &format!("f{s}-{i}"), &body).await?);
+            }
+            anyhow::Ok(latencies)
+        }
+    }))
+    .await?;
+    let elapsed = started.elapsed();
+    let mut send = Samples::default();
+    for s in sends {
+        send.extend(s);
+    }
+    let mut complete = 0;
+    for syncer in syncers {
+        if syncer.await? >= expected {
+            complete += 1;
+        }
+    }
+    let delivery = std::mem::take(&mut *delivery.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    Ok(json!({
+        "users": options.users,
+        "senders": options.senders,
+        "messages": expected,
+        "messages_per_s": round(expected as f64 / elapsed.as_secs_f64()),
+        "send_latency": send.summary(),
+        "delivery_latency": delivery.summary(),
+        "syncers_with_every_message": complete,
+    }))
+}
+
+/// Messages spread over many rooms.
+async fn spread(options: &Options, senders: &[User]) -> anyhow::Result<Value> {
+    let mut rooms = Vec::with_capacity(options.rooms);
+    for _ in 0..options.rooms {
+        rooms.push(senders[0].create_room(json!({ "preset": "public_chat" })).await?);
+    }
+    for sender in &senders[1..] {
+        try_join_all(rooms.iter().map(|r| sender.join(r))).await?;
+    }
+    let started = Instant::now();
+    let sends = try_join_all(senders.iter().enumerate().map(|(s, user)| {
+        let rooms = rooms.clone();
+        async move {
+            let mut latencies = Samples::default();
+            for i in 0..options.messages {
+                let room = &rooms[(s * options.messages + i) % rooms.len()];
+                latencies.push(user.send(room, &format!("s{s}-{i}"), "spread").await?);
+            }
+            anyhow::Ok(latencies)
+        }
+    }))
+    .await?;
+    let elapsed = started.elapsed();
+    let mut send = Samples::default();
+    for s in sends {
+        send.extend(s);
+    }
+    let total = senders.len() * options.messages;
+    Ok(json!({
+        "rooms": options.rooms,
+        "messages": total,
+        "messages_per_s": round(total as f64 / elapsed.as_secs_f64()),
+        "send_latency": send.summary(),
+    }))
+}
+
+/// Room creation, ten at a time.
+async fn create_rooms(options: &Options, user: &User) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let indexes: Vec<usize> = (0..options.create).collect();
+    for chunk in indexes.chunks(10) {
+        try_join_all(chunk.iter().map(|i| user.create_room(json!({ "name": format!("room {i}") })))).await?;
+    }
+    let elapsed = started.elapsed();
+    Ok(json!({ "rooms": options.create, "rooms_per_s": round(options.create as f64 / elapsed.as_secs_f64()) }))
+}
+
+/// Initial sync of a user in many rooms, with and without lazy-loaded members.
+async fn initial_sync(user: &User) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let full = user.sync(None, 0, None).await?;
+    let plain = started.elapsed();
+    let started = Instant::now();
+    user.sync(None, 0, Some(r#"{"room":{"state":{"lazy_load_members":true}}}"#)).await?;
+    let lazy = started.elapsed();
+    let rooms = full["rooms"]["join"].as_object().map_or(0, |r| r.len());
+    Ok(json!({
+        "rooms": rooms,
+        "ms": round(plain.as_secs_f64() * 1000.0),
+        "lazy_members_ms": round(lazy.as_secs_f64() * 1000.0),
+    }))
+}
