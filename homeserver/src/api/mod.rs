@@ -36,7 +36,10 @@ pub fn app(services: Arc<Services>) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: a query string may carry an `access_token`.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
 }
 

@@ -92,6 +92,8 @@ pub struct Accounts {
     sessions: Table<String, Json<Session>>,
     devices: Table<(OwnedUserId, String), Json<Device>>,
     session_cache: RwLock<HashMap<String, Session>>,
+    /// Serialises registrations: the "is the ID free" check and the write must not interleave.
+    register_lock: parking_lot::Mutex<()>,
 }
 
 impl Accounts {
@@ -104,6 +106,7 @@ impl Accounts {
             sessions: db.table("tokenhash_session")?,
             devices: db.table("userdeviceid_device")?,
             session_cache: RwLock::new(HashMap::new()),
+            register_lock: parking_lot::Mutex::new(()),
         })
     }
 
@@ -140,12 +143,15 @@ impl Accounts {
         password: Option<&str>,
         admin: bool,
     ) -> Result<(), AccountError> {
+        // Hash outside the lock: it is the slow part, by design.
+        let hash = password.map(hash_password).transpose()?;
+        let _registering = self.register_lock.lock();
         if self.exists(user_id)? {
             return Err(AccountError::UserInUse);
         }
         let mut batch = Batch::default();
-        if let Some(password) = password {
-            batch.put(&self.passwords, &user_id.to_owned(), &hash_password(password)?);
+        if let Some(hash) = &hash {
+            batch.put(&self.passwords, &user_id.to_owned(), hash);
         }
         let account = Account {
             created_ts: MilliSecondsSinceUnixEpoch::now().0.into(),

@@ -338,3 +338,17 @@ async fn room_versions_10_11_and_12() {
         assert_eq!(because["redacts"], event.as_str(), "{version}: {because}");
     }
 }
+
+#[tokio::test]
+async fn identical_rooms_created_at_once_are_distinct() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    // Room version 12 derives the room ID from the create event: identical requests in the same
+    // millisecond must still give distinct rooms.
+    let creations = (0..10).map(|_| alice.create_room(json!({ "name": "same" })));
+    let rooms: std::collections::HashSet<String> = futures_util::future::join_all(creations).await.into_iter().collect();
+    assert_eq!(rooms.len(), 10);
+    for room in &rooms {
+        alice.say(room, "x", "usable").await;
+    }
+}

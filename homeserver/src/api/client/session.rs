@@ -111,7 +111,7 @@ pub async fn logout_all(
 ) -> ApiResult<logout_all::v3::Response> {
     let devices = services.accounts.devices(&req.auth.user_id)?;
     services.accounts.delete_all_devices(&req.auth.user_id, None)?;
-    services.push.pushers().delete_all(&req.auth.user_id)?;
+    services.push.pushers().delete_all(&req.auth.user_id, None)?;
     for device in devices {
         services.remove_device_keys(&req.auth.user_id, &device.device_id)?;
     }

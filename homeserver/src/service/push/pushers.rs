@@ -156,11 +156,14 @@ impl Pushers {
         self.refresh_user(user)
     }
 
-    /// Deletes all the user's pushers (logout from all devices).
-    pub fn delete_all(&self, user: &UserId) -> Result<(), StorageError> {
+    /// Deletes all the user's pushers but those of device `keep` (logout from all devices,
+    /// password change, deactivation).
+    pub fn delete_all(&self, user: &UserId, keep: Option<&DeviceId>) -> Result<(), StorageError> {
         let mut batch = Batch::default();
         for pusher in self.list(user)? {
-            self.queue_delete(&mut batch, user, &pusher.pusher.ids);
+            if keep.is_none() || pusher.device_id.as_deref() != keep {
+                self.queue_delete(&mut batch, user, &pusher.pusher.ids);
+            }
         }
         self.pushers.db().write(batch)?;
         self.refresh_user(user)

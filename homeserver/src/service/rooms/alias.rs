@@ -24,6 +24,8 @@ pub struct Aliases {
     alias_room: Table<OwnedRoomAliasId, Json<AliasEntry>>,
     room_alias: Table<(OwnedRoomId, OwnedRoomAliasId), ()>,
     public: Table<OwnedRoomId, ()>,
+    /// Serialises alias creation: the "is it free" check and the write must not interleave.
+    create_lock: parking_lot::Mutex<()>,
 }
 
 impl Aliases {
@@ -33,6 +35,7 @@ impl Aliases {
             alias_room: db.table("alias_roomid")?,
             room_alias: db.table("roomid_alias")?,
             public: db.table("publicroomid")?,
+            create_lock: parking_lot::Mutex::new(()),
         })
     }
 
@@ -48,6 +51,7 @@ impl Aliases {
         room_id: &RoomId,
         creator: &ruma::UserId,
     ) -> Result<bool, StorageError> {
+        let _creating = self.create_lock.lock();
         if self.alias_room.contains(&alias.to_owned())? {
             return Ok(false);
         }

@@ -33,6 +33,9 @@ pub struct ShortIds {
     statekey_cache: Mutex<LruCache<(String, String), u64>>,
     short_statekey_cache: Mutex<LruCache<u64, Arc<StateKey>>>,
     eventid_cache: Mutex<LruCache<u64, OwnedEventId>>,
+    /// Serialises the creation of state-key short IDs, so that two writers seeing the same new
+    /// state key at once do not give it two IDs.
+    create_lock: Mutex<()>,
 }
 
 impl ShortIds {
@@ -48,6 +51,7 @@ impl ShortIds {
             statekey_cache: Mutex::new(LruCache::new(cap)),
             short_statekey_cache: Mutex::new(LruCache::new(cap)),
             eventid_cache: Mutex::new(LruCache::new(cap)),
+            create_lock: Mutex::new(()),
         })
     }
 
@@ -75,6 +79,11 @@ impl ShortIds {
         kind: &StateEventType,
         state_key: &str,
     ) -> Result<u64, StorageError> {
+        if let Some(short) = self.shortstatekey(kind, state_key)? {
+            return Ok(short);
+        }
+        let _creating = self.create_lock.lock();
+        // Another writer may have created it while this one waited.
         if let Some(short) = self.shortstatekey(kind, state_key)? {
             return Ok(short);
         }
