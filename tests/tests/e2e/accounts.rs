@@ -168,3 +168,24 @@ async fn profile_changes_reach_member_events() {
     let bob = server.register("bob").await;
     bob.put("/_matrix/client/v3/profile/@alice:localhost/displayname", json!({ "displayname": "Mallory" })).await.err(403, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_name_give_one_account() {
+    let server = TestServer::start();
+    let client = server.client();
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        let challenge = client.post("/_matrix/client/v3/register", json!({ "username": "eve", "password": "pw-pw-pw-pw" })).await;
+        sessions.push(challenge.body["session"].as_str().unwrap().to_owned());
+    }
+    let attempts = sessions.iter().map(|session| {
+        client.post(
+            "/_matrix/client/v3/register",
+            json!({ "username": "eve", "password": "pw-pw-pw-pw", "auth": { "type": "m.login.dummy", "session": session } }),
+        )
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let created = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(created, 1, "{replies:?}");
+    assert!(replies.iter().filter(|r| r.status != 200).all(|r| r.body["errcode"] == "M_USER_IN_USE"));
+}
