@@ -201,20 +201,17 @@ impl RateLimiter {
         self.check_at(Action::Login, None, ip, now)?;
         let backoff = &self.config.login_backoff;
         let mut wait = Duration::ZERO;
-        if let Some(ip) = ip {
-            if let Some(failures) = self.ip_failures.lock().get(ip) {
-                wait = wait.max(self.remaining(failures, backoff.free_failures_per_ip, now));
-            }
+        if let Some(ip) = ip
+            && let Some(failures) = self.ip_failures.lock().get(ip)
+        {
+            wait = wait.max(self.remaining(failures, backoff.free_failures_per_ip, now));
         }
         if let Some(user) = user {
             let known = ip.is_some_and(|ip| {
                 self.known_addresses.lock().get(user.as_str()).is_some_and(|set| set.contains(ip))
             });
-            if !known {
-                if let Some(failures) = self.account_failures.lock().get(user.as_str()) {
-                    wait =
-                        wait.max(self.remaining(failures, backoff.free_failures_per_account, now));
-                }
+            if !known && let Some(failures) = self.account_failures.lock().get(user.as_str()) {
+                wait = wait.max(self.remaining(failures, backoff.free_failures_per_account, now));
             }
         }
         if wait.is_zero() {
@@ -293,7 +290,7 @@ impl RateLimiter {
         let large = self.buckets.lock().len() > PRUNE_ABOVE
             || self.ip_failures.lock().len() > PRUNE_ABOVE
             || self.account_failures.lock().len() > PRUNE_ABOVE;
-        if calls % PRUNE_EVERY != 0 && !large {
+        if !calls.is_multiple_of(PRUNE_EVERY) && !large {
             return;
         }
         let factor = f64::from(self.config.ip_factor.max(1));

@@ -6,17 +6,18 @@ use std::collections::{HashSet, VecDeque};
 use ruma::{
     api::client::space::SpaceHierarchyRoomsChunk,
     OwnedRoomId, OwnedUserId, RoomId, UserId,
-    events::{StateEventType, TimelineEventType, room::member::MembershipState},
+    events::{TimelineEventType, room::member::MembershipState},
     room::JoinRule,
     serde::Raw,
 
 };
+use ruma::state_res::events::RoomPowerLevelsIntField;
 use serde_json::{Value, json};
 
 use super::{
     Services,
     room_summary::RoomFacts,
-    rooms::{RoomError, power},
+    rooms::RoomError,
 };
 
 /// The most rooms one hierarchy walk visits, so that a huge or malicious tree costs a bounded
@@ -88,24 +89,10 @@ impl Services {
                 allowed.join(", ")
             )));
         }
-        let (_, meta) = self.rooms.require_meta(room_id)?;
-        let rules = meta.version.rules().ok_or_else(|| RoomError::UnsupportedVersion(meta.version.clone()))?;
-        let create = self
-            .rooms
-            .state_event(meta.state, &StateEventType::RoomCreate, "")?
-            .ok_or_else(|| RoomError::Forbidden("room has no create event".into()))?;
-        let power_levels = self.rooms.state_event(meta.state, &StateEventType::RoomPowerLevels, "")?;
-        let needed = power::required_level(
-            ruma::state_res::events::RoomPowerLevelsIntField::Invite,
-            power_levels.as_deref(),
-            &rules.authorization,
-        )?;
         for member in self.rooms.joined_members(room_id)? {
-            if member.server_name() != self.config.server_name {
-                continue;
-            }
-            let level = power::user_power(&member, &create, power_levels.as_deref(), &rules.authorization)?;
-            if power::reaches(level, needed) {
+            if member.server_name() == self.config.server_name
+                && self.rooms.reaches_level(room_id, &member, RoomPowerLevelsIntField::Invite)?
+            {
                 return Ok(Some(member));
             }
         }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{
     Services,
-    rooms::{PduTemplate, RoomError, create::CreateRoom, power},
+    rooms::{PduTemplate, RoomError, create::CreateRoom},
 };
 
 /// State copied into the replacement room.
@@ -37,26 +37,14 @@ impl Services {
         supported: &[RoomVersionId],
     ) -> Result<OwnedRoomId, RoomError> {
         let (_, meta) = self.rooms.require_meta(room_id)?;
-        let rules = meta.version.rules().ok_or_else(|| RoomError::UnsupportedVersion(meta.version.clone()))?;
         let create = self
             .rooms
             .state_event(meta.state, &StateEventType::RoomCreate, "")?
             .ok_or_else(|| RoomError::Forbidden("room has no create event".into()))?;
         let power_levels = self.rooms.state_event(meta.state, &StateEventType::RoomPowerLevels, "")?;
         // Refuse before creating anything: the tombstone needs its power level.
-        let needed = power_levels
-            .as_ref()
-            .and_then(|pl| {
-                let content = pl.content_object();
-                content
-                    .get("events")
-                    .and_then(|e| e.get("m.room.tombstone"))
-                    .or_else(|| content.get("state_default"))
-                    .and_then(Value::as_i64)
-            })
-            .unwrap_or(50);
-        let user_power = power::user_power(user, &create, power_levels.as_deref(), &rules.authorization)?;
-        if !self.rooms.is_joined(room_id, user)? || !power::reaches(user_power, ruma::Int::new_saturating(needed)) {
+        if !self.rooms.may_send_state(room_id, user, &StateEventType::RoomTombstone)? {
+            let needed = self.rooms.state_event_level(room_id, &StateEventType::RoomTombstone)?;
             return Err(RoomError::Forbidden(format!("upgrading the room needs power level {needed}")));
         }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ruma::{
-    RoomId, UInt, UserId,
+    UInt,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
         directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
@@ -19,7 +19,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma::Ruma,
     },
-    service::{Services, rooms::power},
+    service::Services,
 };
 
 /// `PUT /_matrix/client/v3/directory/room/{roomAlias}`
@@ -61,39 +61,12 @@ pub async fn delete(services: Arc<Services>, req: Ruma<delete_alias::v3::Request
     let user = &req.auth.user_id;
     let allowed = entry.creator == *user
         || services.accounts.account(user)?.is_some_and(|a| a.admin)
-        || has_state_power(&services, &entry.room_id, user, &StateEventType::RoomCanonicalAlias)?;
+        || services.rooms.may_send_state(&entry.room_id, user, &StateEventType::RoomCanonicalAlias)?;
     if !allowed {
         return Err(ApiError::Forbidden("only the alias creator or a room moderator may delete it".into()));
     }
     services.rooms.aliases.delete(alias, &entry.room_id)?;
     Ok(delete_alias::v3::Response::new())
-}
-
-/// Whether `user` may send a state event of `kind` in the room (by power level).
-fn has_state_power(services: &Services, room_id: &RoomId, user: &UserId, kind: &StateEventType) -> ApiResult<bool> {
-    let Some((_, meta)) = services.rooms.meta(room_id)? else { return Ok(false) };
-    if !services.rooms.is_joined(room_id, user)? {
-        return Ok(false);
-    }
-    let rules = meta.version.rules().ok_or_else(|| ApiError::Internal("unknown room version".into()))?;
-    let Some(create) = services.rooms.state_event(meta.state, &StateEventType::RoomCreate, "")? else {
-        return Ok(false);
-    };
-    let power_levels = services.rooms.state_event(meta.state, &StateEventType::RoomPowerLevels, "")?;
-    let user_power = power::user_power(user, &create, power_levels.as_deref(), &rules.authorization)?;
-    let needed = match &power_levels {
-        Some(pl) => {
-            let content = pl.content_object();
-            content
-                .get("events")
-                .and_then(|e| e.get(kind.to_string()))
-                .or_else(|| content.get("state_default"))
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(50)
-        }
-        None => 0,
-    };
-    Ok(power::reaches(user_power, ruma::Int::new_saturating(needed)))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
@@ -125,7 +98,7 @@ pub async fn set_visibility(
     if !services.rooms.exists(room_id)? {
         return Err(ApiError::NotFound(format!("room {room_id} is not known")));
     }
-    if !has_state_power(&services, room_id, &req.auth.user_id, &StateEventType::RoomCanonicalAlias)? {
+    if !services.rooms.may_send_state(room_id, &req.auth.user_id, &StateEventType::RoomCanonicalAlias)? {
         return Err(ApiError::Forbidden("publishing a room needs the power to set its aliases".into()));
     }
     services.rooms.aliases.set_public(room_id, req.body.visibility == Visibility::Public)?;
