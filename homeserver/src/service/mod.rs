@@ -3,6 +3,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod client_format;
+pub mod devices;
 pub mod ephemeral;
 pub mod filters;
 pub mod globals;

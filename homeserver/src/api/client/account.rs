@@ -31,8 +31,7 @@ pub async fn change_password(
     )?;
     services.accounts.set_password(user, &req.body.new_password)?;
     if req.body.logout_devices {
-        services.accounts.delete_all_devices(user, Some(&session.device_id))?;
-        services.push.pushers().delete_all(user, Some(&session.device_id))?;
+        services.remove_devices(user, Some(&session.device_id))?;
     }
     Ok(change_password::v3::Response::new())
 }
@@ -55,8 +54,8 @@ pub async fn deactivate(
     tokio::task::spawn_blocking(move || services2.leave_all_rooms(&user2))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    services.remove_devices(user, None)?;
     services.accounts.deactivate(user)?;
-    services.push.pushers().delete_all(user, None)?;
     tracing::info!(%user, "account deactivated");
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
 }

@@ -60,9 +60,7 @@ pub async fn delete(services: Arc<Services>, req: Ruma<delete_device::v3::Reques
         return Err(ApiError::NotFound("no such device".into()));
     }
     uiaa::require(&services, &format!("delete_devices:{user}"), req.body.auth.as_ref(), &[Stage::Password(user)])?;
-    services.accounts.delete_device(user, &req.body.device_id)?;
-    services.remove_device_keys(user, &req.body.device_id)?;
-    services.push.pushers().delete_for_device(user, &req.body.device_id)?;
+    services.remove_device(user, &req.body.device_id)?;
     Ok(delete_device::v3::Response::new())
 }
 
@@ -74,9 +72,7 @@ pub async fn delete_many(
     let user = &req.auth.user_id;
     uiaa::require(&services, &format!("delete_devices:{user}"), req.body.auth.as_ref(), &[Stage::Password(user)])?;
     for device in &req.body.devices {
-        services.accounts.delete_device(user, device)?;
-        services.remove_device_keys(user, device)?;
-        services.push.pushers().delete_for_device(user, device)?;
+        services.remove_device(user, device)?;
     }
     Ok(delete_devices::v3::Response::new())
 }

@@ -98,9 +98,7 @@ fn resolve_user(services: &Services, named: &str) -> ApiResult<Option<OwnedUserI
 
 /// `POST /_matrix/client/v3/logout`
 pub async fn logout(services: Arc<Services>, req: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
-    services.accounts.delete_device(&req.auth.user_id, &req.auth.device_id)?;
-    services.remove_device_keys(&req.auth.user_id, &req.auth.device_id)?;
-    services.push.pushers().delete_for_device(&req.auth.user_id, &req.auth.device_id)?;
+    services.remove_device(&req.auth.user_id, &req.auth.device_id)?;
     Ok(logout::v3::Response::new())
 }
 
@@ -109,12 +107,7 @@ pub async fn logout_all(
     services: Arc<Services>,
     req: Ruma<logout_all::v3::Request>,
 ) -> ApiResult<logout_all::v3::Response> {
-    let devices = services.accounts.devices(&req.auth.user_id)?;
-    services.accounts.delete_all_devices(&req.auth.user_id, None)?;
-    services.push.pushers().delete_all(&req.auth.user_id, None)?;
-    for device in devices {
-        services.remove_device_keys(&req.auth.user_id, &device.device_id)?;
-    }
+    services.remove_devices(&req.auth.user_id, None)?;
     Ok(logout_all::v3::Response::new())
 }
 
