@@ -158,11 +158,10 @@ impl IntoResponse for ApiError {
             _ => json!({ "errcode": errcode, "error": self.to_string() }),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::LimitExceeded { retry_after_ms } = self {
-            if let Ok(value) = http::HeaderValue::from_str(&(retry_after_ms.div_ceil(1000)).to_string()) {
+        if let Self::LimitExceeded { retry_after_ms } = self
+            && let Ok(value) = http::HeaderValue::from_str(&(retry_after_ms.div_ceil(1000)).to_string()) {
                 response.headers_mut().insert(http::header::RETRY_AFTER, value);
             }
-        }
         response
     }
 }

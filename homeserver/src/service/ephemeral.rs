@@ -199,13 +199,11 @@ impl Ephemeral {
     pub fn read_up_to(&self, room: &RoomId, user: &UserId) -> Result<Option<(OwnedEventId, u64)>, StorageError> {
         let mut best: Option<(OwnedEventId, u64)> = None;
         for kind in ["m.read|", "m.read.private|", "m.read|main", "m.read.private|main"] {
-            if let Some(count) = self.latest.get(&(room.to_owned(), user.to_owned(), kind.to_owned()))? {
-                if let Some(Json(receipt)) = self.receipts.get(&(room.to_owned(), count))? {
-                    if best.as_ref().is_none_or(|(_, c)| count > *c) {
+            if let Some(count) = self.latest.get(&(room.to_owned(), user.to_owned(), kind.to_owned()))?
+                && let Some(Json(receipt)) = self.receipts.get(&(room.to_owned(), count))?
+                    && best.as_ref().is_none_or(|(_, c)| count > *c) {
                         best = Some((receipt.event_id, count));
                     }
-                }
-            }
         }
         Ok(best)
     }

@@ -55,27 +55,24 @@ pub fn matches(filter: &RoomEventFilter, pdu: &PduEvent) -> bool {
     if filter.not_types.iter().any(|t| glob(t, &kind)) {
         return false;
     }
-    if let Some(types) = &filter.types {
-        if !types.iter().any(|t| glob(t, &kind)) {
+    if let Some(types) = &filter.types
+        && !types.iter().any(|t| glob(t, &kind)) {
             return false;
         }
-    }
     if filter.not_senders.iter().any(|s| s == pdu.sender()) {
         return false;
     }
-    if let Some(senders) = &filter.senders {
-        if !senders.iter().any(|s| s == pdu.sender()) {
+    if let Some(senders) = &filter.senders
+        && !senders.iter().any(|s| s == pdu.sender()) {
             return false;
         }
-    }
     if filter.not_rooms.iter().any(|r| r == pdu.room_id()) {
         return false;
     }
-    if let Some(rooms) = &filter.rooms {
-        if !rooms.iter().any(|r| r == pdu.room_id()) {
+    if let Some(rooms) = &filter.rooms
+        && !rooms.iter().any(|r| r == pdu.room_id()) {
             return false;
         }
-    }
     if let Some(url) = &filter.url_filter {
         let has_url = pdu.content_object().contains_key("url");
         let wants = matches!(url, ruma::api::client::filter::UrlFilter::EventsWithUrl);

@@ -15,8 +15,8 @@ impl Services {
     /// The member-event content for `user` with their profile.
     fn member_content(&self, user: &UserId, membership: &str, reason: Option<&str>) -> Result<Value, RoomError> {
         let mut content = json!({ "membership": membership });
-        if membership == "join" || membership == "invite" || membership == "knock" {
-            if let Some(account) = self.accounts.account(user)? {
+        if (membership == "join" || membership == "invite" || membership == "knock")
+            && let Some(account) = self.accounts.account(user)? {
                 if let Some(name) = account.displayname {
                     content["displayname"] = name.into();
                 }
@@ -24,7 +24,6 @@ impl Services {
                     content["avatar_url"] = url.into();
                 }
             }
-        }
         if let Some(reason) = reason {
             content["reason"] = reason.into();
         }
@@ -95,11 +94,10 @@ impl Services {
             if matches!(
                 entry.membership,
                 MembershipState::Join | MembershipState::Invite | MembershipState::Knock
-            ) {
-                if let Err(e) = self.leave(&room_id, user, None) {
+            )
+                && let Err(e) = self.leave(&room_id, user, None) {
                     tracing::warn!(%room_id, %user, error = %e, "could not leave room");
                 }
-            }
         }
         Ok(())
     }

@@ -71,7 +71,7 @@ impl Services {
                 }
             }
         }
-        matches.sort_by(|a, b| b.stored.count.cmp(&a.stored.count));
+        matches.sort_by_key(|p| std::cmp::Reverse(p.stored.count));
         let count = matches.len();
         let next_batch = (matches.len() > query.limit)
             .then(|| matches.get(query.limit - 1).map(|p| p.stored.count.to_string()))

@@ -41,11 +41,10 @@ impl Services {
     /// invited, knocking), world-readable rooms, public and knockable rooms, and restricted
     /// rooms whose allow list contains a room the user is in.
     pub fn can_preview(&self, user: &UserId, facts: &RoomFacts) -> Result<bool, RoomError> {
-        if let Some(entry) = self.rooms.membership(&facts.room_id, user)? {
-            if matches!(entry.membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock) {
+        if let Some(entry) = self.rooms.membership(&facts.room_id, user)?
+            && matches!(entry.membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock) {
                 return Ok(true);
             }
-        }
         if facts.world_readable {
             return Ok(true);
         }
@@ -77,11 +76,10 @@ impl Services {
         if !matches!(facts.join_rule, JoinRule::Restricted(_) | JoinRule::KnockRestricted(_)) {
             return Ok(None);
         }
-        if let Some(entry) = self.rooms.membership(room_id, user)? {
-            if matches!(entry.membership, MembershipState::Join | MembershipState::Invite) {
+        if let Some(entry) = self.rooms.membership(room_id, user)?
+            && matches!(entry.membership, MembershipState::Join | MembershipState::Invite) {
                 return Ok(None);
             }
-        }
         if self.allowed_by_membership(user, &facts)?.is_none() {
             let allowed: Vec<String> = facts.allowed_rooms().iter().map(ToString::to_string).collect();
             return Err(RoomError::Forbidden(format!(
@@ -173,11 +171,10 @@ impl Services {
                 if max_depth.is_some_and(|max| depth >= max) || !seen.insert(child.clone()) {
                     continue;
                 }
-                if let Some(child_facts) = self.room_facts(child)? {
-                    if self.can_preview(user, &child_facts)? {
+                if let Some(child_facts) = self.room_facts(child)?
+                    && self.can_preview(user, &child_facts)? {
                         queue.push_back((child_facts, depth + 1));
                     }
-                }
             }
             out.push(HierarchyRoom { chunk: SpaceHierarchyRoomsChunk::new(facts.summary(), children_state), depth });
         }

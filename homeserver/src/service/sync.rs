@@ -261,11 +261,10 @@ impl Services {
         let to_map = self.rooms.state_map(to)?;
         let mut out = Vec::new();
         for (key, event) in to_map.iter() {
-            if from_map.get(key) != Some(event) {
-                if let Some(pdu) = self.rooms.pdu_by_short(*event)? {
+            if from_map.get(key) != Some(event)
+                && let Some(pdu) = self.rooms.pdu_by_short(*event)? {
                     out.push(pdu);
                 }
-            }
         }
         Ok(out)
     }

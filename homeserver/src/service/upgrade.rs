@@ -71,11 +71,10 @@ impl Services {
             let mut content = pl.content_object();
             // Creators of v12 rooms hold their power through the create event, not the users map.
             let new_rules = version.rules().ok_or_else(|| RoomError::UnsupportedVersion(version.clone()))?;
-            if new_rules.authorization.explicitly_privilege_room_creators {
-                if let Some(users) = content.get_mut("users").and_then(Value::as_object_mut) {
+            if new_rules.authorization.explicitly_privilege_room_creators
+                && let Some(users) = content.get_mut("users").and_then(Value::as_object_mut) {
                     users.remove(user.as_str());
                 }
-            }
             request.power_level_content_override = Some(raw(&Value::Object(content))?);
         }
         let account = self.accounts.account(user)?.unwrap_or_default();

@@ -138,7 +138,7 @@ async fn knocks_accepted_and_refused() {
 
     // The knocker sees the room in the knock section; the admin sees the knocks.
     let sync = carol.sync(None, 0).await;
-    let knock_state = sync["rooms"]["knock"][&room]["knock_state"]["events"].as_array().expect(&sync.to_string());
+    let knock_state = sync["rooms"]["knock"][&room]["knock_state"]["events"].as_array().unwrap_or_else(|| panic!("{}", sync.to_string()));
     assert!(knock_state.iter().any(|e| e["type"] == "m.room.name"));
     let members = alice.get(&format!("/_matrix/client/v3/rooms/{}/members?membership=knock", enc(&room))).await.ok();
     assert_eq!(members["chunk"].as_array().unwrap().len(), 2);

@@ -22,7 +22,7 @@ fn to_spec(device: Device) -> spec::Device {
     out.last_seen_ip = device.last_seen_ip;
     out.last_seen_ts = device
         .last_seen_ts
-        .and_then(|ts| UInt::new(ts))
+        .and_then(UInt::new)
         .map(MilliSecondsSinceUnixEpoch);
     out
 }

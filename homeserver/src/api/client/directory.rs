@@ -105,6 +105,9 @@ pub async fn set_visibility(
     Ok(set_room_visibility::v3::Response::new())
 }
 
+/// A page of the directory: entries, next and previous tokens, total count.
+type DirectoryPage = (Vec<PublicRoomsChunk>, Option<String>, Option<String>, UInt);
+
 /// The directory, filtered and paginated (`since` is an offset).
 fn directory_page(
     services: &Services,
@@ -112,7 +115,7 @@ fn directory_page(
     since: Option<&str>,
     search: Option<&str>,
     room_types: &[RoomTypeFilter],
-) -> ApiResult<(Vec<PublicRoomsChunk>, Option<String>, Option<String>, UInt)> {
+) -> ApiResult<DirectoryPage> {
     let mut chunks = Vec::new();
     for room_id in services.rooms.aliases.public_rooms()? {
         let Some(chunk) = services.public_chunk(&room_id)? else { continue };

@@ -47,16 +47,14 @@ pub async fn members(
                 .get("membership")
                 .and_then(Value::as_str)
                 .map(MembershipState::from);
-            if let (Some(wanted), Some(m)) = (&body.membership, &membership) {
-                if wanted != m {
+            if let (Some(wanted), Some(m)) = (&body.membership, &membership)
+                && wanted != m {
                     continue;
                 }
-            }
-            if let (Some(unwanted), Some(m)) = (&body.not_membership, &membership) {
-                if unwanted == m {
+            if let (Some(unwanted), Some(m)) = (&body.not_membership, &membership)
+                && unwanted == m {
                     continue;
                 }
-            }
             chunk.push(to_raw(&services.client_event(&pdu, Some(&user))?));
         }
         Ok(get_member_events::v3::Response::new(chunk))

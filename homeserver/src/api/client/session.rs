@@ -59,11 +59,10 @@ pub async fn login(
         ApiError::Forbidden("invalid user name or password".into())
     };
     let Some(user_id) = user_id else { return Err(invalid(None)) };
-    if let Some(account) = services.accounts.account(&user_id)? {
-        if account.deactivated {
+    if let Some(account) = services.accounts.account(&user_id)?
+        && account.deactivated {
             return Err(ApiError::UserDeactivated("this account has been deactivated".into()));
         }
-    }
     if !services.accounts.check_password(&user_id, &password.password)? {
         return Err(invalid(Some(&user_id)));
     }

@@ -140,11 +140,10 @@ impl Rooms {
         let mut template = template;
         if let Some(redacts) = &template.redacts {
             self.check_redaction(&meta, &state, sender, redacts, &rules)?;
-            if rules.redaction.content_field_redacts {
-                if let Some(obj) = template.content.as_object_mut() {
+            if rules.redaction.content_field_redacts
+                && let Some(obj) = template.content.as_object_mut() {
                     obj.insert("redacts".into(), redacts.as_str().into());
                 }
-            }
         }
 
         let (object, event_id, room_id) =
@@ -285,11 +284,10 @@ impl Rooms {
         if let Some(state_key) = &template.state_key {
             object.insert("state_key".into(), CanonicalJsonValue::String(state_key.clone()));
         }
-        if let Some(redacts) = &template.redacts {
-            if !rules.redaction.content_field_redacts {
+        if let Some(redacts) = &template.redacts
+            && !rules.redaction.content_field_redacts {
                 object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
             }
-        }
         let derived_room_id = is_create && rules.authorization.room_create_event_id_as_room_id;
         if !derived_room_id {
             object.insert("room_id".into(), CanonicalJsonValue::String(meta.room_id.to_string()));

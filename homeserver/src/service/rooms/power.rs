@@ -68,7 +68,8 @@ impl super::Rooms {
         Int::new_saturating(level)
     }
 
-    /// The user's power in the room's current state, with the room's rules.
+    /// The user's power in the room's current state, the power levels event and the room's rules.
+    #[allow(clippy::type_complexity, reason = "a private helper returning three related values")]
     fn current_power(
         &self,
         room_id: &ruma::RoomId,

@@ -33,8 +33,10 @@ fn quick() -> SyncSettings {
 }
 
 async fn new_client(server: &TestServer) -> Client {
-    let mut settings = EncryptionSettings::default();
-    settings.backup_download_strategy = BackupDownloadStrategy::OneShot;
+    let settings = EncryptionSettings {
+        backup_download_strategy: BackupDownloadStrategy::OneShot,
+        ..Default::default()
+    };
     Client::builder()
         .homeserver_url(&server.url)
         .with_encryption_settings(settings)
