@@ -99,6 +99,7 @@ pub struct RegistrationConfig {
 #[serde(deny_unknown_fields)]
 pub struct RoomsConfig {
     /// Room version of new rooms when the client does not ask for one.
+    #[serde(deserialize_with = "room_version_from_string_or_number")]
     pub default_version: RoomVersionId,
 }
 
@@ -254,8 +255,17 @@ impl Default for Config {
 }
 
 /// The room versions this server creates and joins.
-pub const SUPPORTED_ROOM_VERSIONS: [RoomVersionId; 3] =
-    [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
+/// From 7, knocking; from 8, restricted joins: clients still ask for these when they create such
+/// rooms. Earlier versions lack canonical JSON and are refused.
+pub const SUPPORTED_ROOM_VERSIONS: [RoomVersionId; 7] = [
+    RoomVersionId::V6,
+    RoomVersionId::V7,
+    RoomVersionId::V8,
+    RoomVersionId::V9,
+    RoomVersionId::V10,
+    RoomVersionId::V11,
+    RoomVersionId::V12,
+];
 
 impl Config {
     /// Loads the embedded defaults, then `file` if given, then `RELAIS_*` environment variables.
@@ -283,7 +293,7 @@ impl Config {
             return Err(ConfigError::Rule {
                 key: "rooms.default_version",
                 reason: format!(
-                    "room version {} is not supported; expected one of 10, 11, 12",
+                    "room version {} is not supported; expected one of 6 to 12",
                     self.rooms.default_version
                 ),
             });
@@ -336,6 +346,23 @@ impl Config {
             self.public_base_url.trim_end_matches('/').to_owned()
         }
     }
+}
+
+/// Accepts `"11"` and `11`: environment variables give numbers for unquoted digits.
+fn room_version_from_string_or_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<RoomVersionId, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Version {
+        Text(String),
+        Number(u64),
+    }
+    let text = match Version::deserialize(deserializer)? {
+        Version::Text(text) => text,
+        Version::Number(number) => number.to_string(),
+    };
+    RoomVersionId::try_from(text).map_err(serde::de::Error::custom)
 }
 
 /// Figment's errors name the key and the source (file or environment variable); keep all of them.

@@ -19,6 +19,13 @@ fn check_config_accepts_the_example_and_prints_settings() {
 }
 
 #[test]
+fn environment_numbers_are_accepted_for_room_versions() {
+    let output = relais().arg("check-config").env("RELAIS_ROOMS__DEFAULT_VERSION", "11").output().expect("run relais");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("default_version = \"11\""));
+}
+
+#[test]
 fn wrong_option_names_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("relais.toml");

@@ -317,16 +317,16 @@ async fn relations_threads_search_upgrade_and_report() {
 }
 
 #[tokio::test]
-async fn room_versions_10_11_and_12() {
+async fn room_versions_6_to_12() {
     let server = TestServer::start();
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
-    for version in ["10", "11", "12"] {
+    for version in ["6", "7", "8", "9", "10", "11", "12"] {
         let room = alice.create_room(json!({ "room_version": version, "preset": "public_chat" })).await;
         let create = alice.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.create", enc(&room))).await.ok();
         assert_eq!(create["room_version"], version);
         // Room version 11 dropped `creator`; 12 derives the room ID from the create event.
-        assert_eq!(create.get("creator").is_some(), version == "10", "{version}: {create}");
+        assert_eq!(create.get("creator").is_some(), !["11", "12"].contains(&version), "{version}: {create}");
         assert_eq!(room.contains(':'), version != "12", "{version}: {room}");
         bob.join(&room).await;
         let event = bob.say(&room, "v", &format!("hello v{version}")).await;
@@ -351,4 +351,28 @@ async fn identical_rooms_created_at_once_are_distinct() {
     for room in &rooms {
         alice.say(room, "x", "usable").await;
     }
+}
+
+#[tokio::test]
+async fn previews_of_world_readable_rooms_only() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let open = alice
+        .create_room(json!({
+            "preset": "public_chat", "name": "Open",
+            "initial_state": [{ "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": "world_readable" } }],
+        }))
+        .await;
+    alice.say(&open, "o", "visible to all").await;
+    let closed = alice.create_room(json!({ "preset": "private_chat" })).await;
+    let preview = bob.get(&format!("/_matrix/client/v3/rooms/{}/initialSync", enc(&open))).await.ok();
+    assert!(preview["messages"]["chunk"].as_array().unwrap().iter().any(|e| e["content"]["body"] == "visible to all"));
+    assert!(preview["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.name"));
+    assert!(preview.get("membership").is_none());
+    bob.get(&format!("/_matrix/client/v3/rooms/{}/initialSync", enc(&closed))).await.err(403, "M_FORBIDDEN");
+    let own = alice.get(&format!("/_matrix/client/v3/rooms/{}/initialSync", enc(&closed))).await.ok();
+    assert_eq!(own["membership"], "join");
+    let threepids = bob.get("/_matrix/client/v3/account/3pid").await.ok();
+    assert!(threepids["threepids"].as_array().is_none_or(|t| t.is_empty()), "{threepids}");
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use ruma::api::client::account::{
+    get_3pids,
     ThirdPartyIdRemovalStatus, change_password, deactivate,
 };
 
@@ -58,4 +59,13 @@ pub async fn deactivate(
     services.accounts.deactivate(user)?;
     tracing::info!(%user, "account deactivated");
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+}
+
+/// `GET /_matrix/client/v3/account/3pid`: this server binds no email addresses or phone numbers
+/// to accounts, so the list is always empty.
+pub async fn third_party_ids(
+    _: Arc<Services>,
+    _: Ruma<get_3pids::v3::Request>,
+) -> ApiResult<get_3pids::v3::Response> {
+    Ok(get_3pids::v3::Response::new(Vec::new()))
 }

@@ -11,6 +11,7 @@ mod filter;
 mod keys;
 mod media;
 mod members;
+mod peeking;
 pub(crate) mod membership;
 mod message;
 mod notifications;
@@ -47,6 +48,9 @@ const EMPTY_STATE_KEY: &[&str] = &[
     "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/",
 ];
 
+/// The room summary path of the unstable MSC3266 that Element 1.11 still calls.
+const NHEKO_SUMMARY: &[&str] = &["/_matrix/client/unstable/im.nheko.summary/summary/{room_id_or_alias}"];
+
 /// Every client endpoint, registered from ruma's metadata.
 pub fn routes() -> Router<Arc<Services>> {
     let threads = Router::new()
@@ -66,6 +70,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(register::available)
         .ruma_route(account::change_password)
         .ruma_route(account::deactivate)
+        .ruma_route(account::third_party_ids)
         .ruma_route(devices::list)
         .ruma_route(devices::get)
         .ruma_route(devices::update)
@@ -150,6 +155,8 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(search::search)
         .ruma_route(spaces::hierarchy)
         .ruma_route(spaces::summary)
+        .ruma_route_at(NHEKO_SUMMARY, spaces::summary)
+        .ruma_route(peeking::initial_sync)
         .ruma_route(room_admin::upgrade)
         .ruma_route(room_admin::report)
         .ruma_route(unconfigured::turn_server)
