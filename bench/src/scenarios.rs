@@ -78,7 +78,9 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
             let mut seen = 0;
             let deadline = Instant::now() + Duration::from_secs(120);
             while seen < expected && Instant::now() < deadline {
-                let Ok(sync) = user.sync(Some(&since), 10_000, None).await else { continue };
+                // A timeline limit above the burst size, so that no response is `limited`.
+                let filter = r#"{"room":{"timeline":{"limit":1000}}}"#;
+                let Ok(sync) = user.sync(Some(&since), 10_000, Some(filter)).await else { continue };
                 let received = base.elapsed();
                 if let Some(events) = sync["rooms"]["join"][&room]["timeline"]["events"].as_array() {
                     for event in events {

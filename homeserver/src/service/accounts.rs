@@ -173,8 +173,12 @@ impl Accounts {
             _ => return Ok(false),
         }
         let Some(hash) = self.passwords.get(&user_id.to_owned())? else { return Ok(false) };
-        let Ok(parsed) = PasswordHash::new(&hash) else { return Ok(false) };
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        let password = password.to_owned();
+        Ok(on_hash_thread(move || {
+            PasswordHash::new(&hash)
+                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .unwrap_or(false))
     }
 
     /// Sets a new password.
@@ -338,12 +342,52 @@ impl Accounts {
     }
 }
 
+/// Argon2 needs 19 MiB per hash by design. Run on whatever thread asks, a burst of logins or
+/// registrations would allocate it in many threads' malloc arenas, which keep the memory long
+/// after: all hashing runs on two dedicated threads instead (the work is CPU-bound; more threads
+/// would not finish sooner), so that memory stays bounded.
+fn on_hash_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static JOBS: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::LazyLock::new(|| {
+            let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+            let receiver = Arc::new(std::sync::Mutex::new(receiver));
+            for i in 0..2 {
+                let receiver = receiver.clone();
+                let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                    loop {
+                        let job = match receiver.lock() {
+                            Ok(receiver) => receiver.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start a password hashing thread");
+                }
+            }
+            std::sync::Mutex::new(sender)
+        });
+    let (reply, result) = std::sync::mpsc::channel();
+    let job: Job = Box::new(move || {
+        let _ = reply.send(work());
+    });
+    JOBS.lock().ok()?.send(job).ok()?;
+    result.recv().ok()
+}
+
 fn hash_password(password: &str) -> Result<String, AccountError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| AccountError::Hash)
+    let password = password.to_owned();
+    on_hash_thread(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).ok()
+    })
+    .flatten()
+    .ok_or(AccountError::Hash)
 }
 
 /// A new random secret (access tokens, session IDs) from the OS CSPRNG.

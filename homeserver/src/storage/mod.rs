@@ -66,6 +66,9 @@ impl Db {
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_max_background_jobs(2);
+        // One memory budget for the memtables of every table: with ~40 column families, the
+        // per-family default (64 MiB each) would let write buffers alone grow past 2 GiB.
+        db_options.set_db_write_buffer_size(MEMTABLE_BUDGET);
         db_options.set_keep_log_file_num(5);
 
         let descriptors = column_families
@@ -134,6 +137,11 @@ impl Db {
     }
 }
 
+/// Memory all memtables together may use before RocksDB flushes the largest.
+const MEMTABLE_BUDGET: usize = 64 << 20;
+/// Size at which one table's memtable is flushed.
+const MEMTABLE_BYTES: usize = 8 << 20;
+
 /// Per-table tuning: one shared block cache, bloom filters for point lookups, LZ4 in the upper
 /// levels and Zstd at the bottom, where most bytes live.
 fn table_options(cache: &Cache) -> Options {
@@ -143,6 +151,10 @@ fn table_options(cache: &Cache) -> Options {
     block.set_cache_index_and_filter_blocks(true);
     let mut options = Options::default();
     options.set_block_based_table_factory(&block);
+    // Small memtables with small arena blocks: most tables receive few writes, and an idle
+    // table's memtable should not hold megabytes of resident memory.
+    options.set_write_buffer_size(MEMTABLE_BYTES);
+    options.set_arena_block_size(MEMTABLE_BYTES / 8);
     options.set_compression_type(DBCompressionType::Lz4);
     options.set_bottommost_compression_type(DBCompressionType::Zstd);
     options

@@ -47,7 +47,9 @@ pub async fn register(
     let Some(password) = &body.password else {
         return Err(ApiError::MissingParam("a password is required".into()));
     };
-    services.accounts.register(&user_id, Some(password), false)?;
+    // Password hashing is slow by design: off the async workers.
+    let (s, u, p) = (services.clone(), user_id.clone(), password.clone());
+    super::membership::blocking(move || Ok(s.accounts.register(&u, Some(&p), false)?)).await?;
     tracing::info!(%user_id, "registered");
     let mut response = register::v3::Response::new(user_id.clone());
     if !body.inhibit_login {

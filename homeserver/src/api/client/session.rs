@@ -63,7 +63,10 @@ pub async fn login(
         && account.deactivated {
             return Err(ApiError::UserDeactivated("this account has been deactivated".into()));
         }
-    if !services.accounts.check_password(&user_id, &password.password)? {
+    // Password verification is slow by design: off the async workers.
+    let (s, u, p) = (services.clone(), user_id.clone(), password.password.clone());
+    let valid = super::membership::blocking(move || Ok(s.accounts.check_password(&u, &p)?)).await?;
+    if !valid {
         return Err(invalid(Some(&user_id)));
     }
     services.rate_limits.login_succeeded(ip, &user_id);
