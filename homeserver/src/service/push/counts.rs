@@ -202,9 +202,7 @@ impl Counts {
             .iter()
             .map(|(user, _)| (user.clone(), room.clone(), thread.clone()))
             .collect();
-        let t0 = std::time::Instant::now();
         let tallies = self.tallies.multi_get(&keys)?;
-        let t1 = t0.elapsed();
         for (((user, actions), key), tally) in recipients.iter().zip(&keys).zip(tallies) {
             let highlight = highlights(actions);
             let mut tally = tally.map(|Json(t)| t).unwrap_or_default();
@@ -224,7 +222,6 @@ impl Counts {
             };
             batch.put(&self.history, &(user.clone(), event.count), &Json(record));
         }
-        let t2 = t0.elapsed();
         self.queue_read(
             &mut batch,
             sender,
@@ -232,10 +229,7 @@ impl Counts {
             event.count,
             &ReadScope::of_thread(event.thread),
         )?;
-        let t3 = t0.elapsed();
-        let r = self.unread.db().write(batch);
-        if std::env::var_os("PUSH_PROFILE").is_some() && recipients.len() > 500 { eprintln!("multiget {t1:?} puts {t2:?} read {t3:?} write {:?}", t0.elapsed()); }
-        r
+        self.unread.db().write(batch)
     }
 
     /// Deletes what `scope` covers up to `count` from the user's unread entries in `room`.

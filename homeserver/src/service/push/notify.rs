@@ -36,7 +36,6 @@ impl EventHook for Push {
 
 impl Push {
     fn process_event(&self, rooms: &Rooms, pdu: &PduEvent) -> Result<(), RoomError> {
-        let t0 = std::time::Instant::now();
         let room_id = pdu.room_id();
         if *pdu.kind() == TimelineEventType::RoomMember {
             self.members.lock().pop(room_id);
@@ -50,7 +49,6 @@ impl Push {
         {
             recipients.push(invited);
         }
-        let t1 = t0.elapsed();
         let thread = thread_root(pdu);
         let mut notified = Vec::new();
         if !recipients.is_empty() {
@@ -63,7 +61,6 @@ impl Push {
                 display_name(rooms, pdu.stored.state_before, user).unwrap_or_default()
             });
         }
-        let t2 = t0.elapsed();
         let event = NewNotifications {
             room_id,
             event_id: pdu.event_id(),
@@ -72,8 +69,6 @@ impl Push {
             ts: now_ms(),
         };
         self.counts.record(&event, &notified, pdu.sender())?;
-        let t3 = t0.elapsed();
-        if std::env::var_os("PUSH_PROFILE").is_some() && notified.len() > 500 { eprintln!("members {t1:?} eval {t2:?} record {t3:?}"); }
         self.queue_pushes(rooms, pdu, notified)
     }
 
