@@ -40,7 +40,11 @@ async fn send_json(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
 /// Registers `username` with the dummy stage (the server must allow open registration).
 pub async fn register(http: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<User> {
     let url = format!("{base}/_matrix/client/v3/register");
-    let first = http.post(&url).json(&json!({ "username": username, "password": "load-test-password" })).send().await?;
+    let first = http
+        .post(&url)
+        .json(&json!({ "username": username, "password": "load-test-password" }))
+        .send()
+        .await?;
     let challenge: Value = first.json().await?;
     let session = challenge["session"].as_str().unwrap_or_default().to_owned();
     let body = send_json(http.post(&url).json(&json!({
@@ -58,8 +62,14 @@ pub async fn register(http: &reqwest::Client, base: &str, username: &str) -> any
 }
 
 impl User {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -68,13 +78,19 @@ impl User {
 
     /// Creates a room; returns its ID.
     pub async fn create_room(&self, body: Value) -> anyhow::Result<String> {
-        let reply = self.call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(body)).await?;
+        let reply =
+            self.call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(body)).await?;
         Ok(reply["room_id"].as_str().context("no room_id")?.to_owned())
     }
 
     /// Joins a room.
     pub async fn join(&self, room: &str) -> anyhow::Result<()> {
-        self.call(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", enc(room)), Some(json!({}))).await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/join/{}", enc(room)),
+            Some(json!({})),
+        )
+        .await?;
         Ok(())
     }
 
@@ -91,7 +107,12 @@ impl User {
     }
 
     /// One `/sync`.
-    pub async fn sync(&self, since: Option<&str>, timeout_ms: u64, filter: Option<&str>) -> anyhow::Result<Value> {
+    pub async fn sync(
+        &self,
+        since: Option<&str>,
+        timeout_ms: u64,
+        filter: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");
         if let Some(since) = since {
             path.push_str(&format!("&since={since}"));

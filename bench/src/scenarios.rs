@@ -43,7 +43,11 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Value> {
     Ok(report)
 }
 
-async fn register_many(http: &reqwest::Client, options: &Options, count: usize) -> anyhow::Result<Vec<User>> {
+async fn register_many(
+    http: &reqwest::Client,
+    options: &Options,
+    count: usize,
+) -> anyhow::Result<Vec<User>> {
     let mut users = Vec::with_capacity(count);
     for chunk in (0..count).collect::<Vec<_>>().chunks(10) {
         let batch = chunk.iter().map(|i| {
@@ -66,10 +70,11 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
     // Every member long-polls until it has seen every message.
     let mut syncers = Vec::new();
     for user in members {
-        let since = user.sync(None, 0, Some(r#"{"room":{"timeline":{"limit":1}}}"#)).await?["next_batch"]
-            .as_str()
-            .context("no next_batch")?
-            .to_owned();
+        let since =
+            user.sync(None, 0, Some(r#"{"room":{"timeline":{"limit":1}}}"#)).await?["next_batch"]
+                .as_str()
+                .context("no next_batch")?
+                .to_owned();
         let user = user.clone();
         let room = room.clone();
         let delivery = delivery.clone();
@@ -80,9 +85,12 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
             while seen < expected && Instant::now() < deadline {
                 // A timeline limit above the burst size, so that no response is `limited`.
                 let filter = r#"{"room":{"timeline":{"limit":1000}}}"#;
-                let Ok(sync) = user.sync(Some(&since), 10_000, Some(filter)).await else { continue };
+                let Ok(sync) = user.sync(Some(&since), 10_000, Some(filter)).await else {
+                    continue;
+                };
                 let received = base.elapsed();
-                if let Some(events) = sync["rooms"]["join"][&room]["timeline"]["events"].as_array() {
+                if let Some(events) = sync["rooms"]["join"][&room]["timeline"]["events"].as_array()
+                {
                     for event in events {
                         let sent = event["content"]["body"]
                             .as_str()
@@ -182,10 +190,15 @@ async fn create_rooms(options: &Options, user: &User) -> anyhow::Result<Value> {
     let started = Instant::now();
     let indexes: Vec<usize> = (0..options.create).collect();
     for chunk in indexes.chunks(10) {
-        try_join_all(chunk.iter().map(|i| user.create_room(json!({ "name": format!("room {i}") })))).await?;
+        try_join_all(
+            chunk.iter().map(|i| user.create_room(json!({ "name": format!("room {i}") }))),
+        )
+        .await?;
     }
     let elapsed = started.elapsed();
-    Ok(json!({ "rooms": options.create, "rooms_per_s": round(options.create as f64 / elapsed.as_secs_f64()) }))
+    Ok(
+        json!({ "rooms": options.create, "rooms_per_s": round(options.create as f64 / elapsed.as_secs_f64()) }),
+    )
 }
 
 /// Initial sync of a user in many rooms, with and without lazy-loaded members.

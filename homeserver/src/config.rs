@@ -316,7 +316,8 @@ impl Config {
         if self.media.max_upload_bytes == 0 || self.media.max_image_pixels == 0 {
             return Err(ConfigError::Rule {
                 key: "media.max_upload_bytes",
-                reason: "media.max_upload_bytes and media.max_image_pixels must be positive".to_owned(),
+                reason: "media.max_upload_bytes and media.max_image_pixels must be positive"
+                    .to_owned(),
             });
         }
         if self.registration.tokens.iter().any(|t| t.is_empty()) {

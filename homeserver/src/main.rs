@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use relais_homeserver::{config::Config, server, service::Services};
 
-
 #[derive(Parser)]
 #[command(name = "relais", version, about = "Relais Matrix homeserver")]
 struct Cli {

@@ -33,7 +33,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let services = Services::open(config.clone())?;
     let addr = SocketAddr::new(config.listen.address, config.listen.port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
     let local = listener.local_addr()?;
     let _ = services.bound_addr.set(local);
     // Tests and scripts read this line to find the port when `listen.port` is 0.

@@ -20,7 +20,11 @@ fn check_config_accepts_the_example_and_prints_settings() {
 
 #[test]
 fn environment_numbers_are_accepted_for_room_versions() {
-    let output = relais().arg("check-config").env("RELAIS_ROOMS__DEFAULT_VERSION", "11").output().expect("run relais");
+    let output = relais()
+        .arg("check-config")
+        .env("RELAIS_ROOMS__DEFAULT_VERSION", "11")
+        .output()
+        .expect("run relais");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("default_version = \"11\""));
 }
@@ -30,12 +34,17 @@ fn wrong_option_names_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("relais.toml");
     std::fs::write(&file, "[rooms]\ndefault_version = \"3\"\n").expect("write");
-    let output = relais().args(["check-config", "--config"]).arg(&file).output().expect("run relais");
+    let output =
+        relais().args(["check-config", "--config"]).arg(&file).output().expect("run relais");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("rooms.default_version"), "{stderr}");
 
-    let output = relais().arg("check-config").env("RELAIS_LISTEN__PORT", "http").output().expect("run relais");
+    let output = relais()
+        .arg("check-config")
+        .env("RELAIS_LISTEN__PORT", "http")
+        .output()
+        .expect("run relais");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
     assert!(stderr.contains("listen.port"), "{stderr}");

@@ -135,10 +135,7 @@ mod tests {
     fn a_room_without_the_event_is_agents_only() {
         assert_eq!(AccessClass::or_default(None), AccessClass::Agents);
         assert_eq!(AccessClass::from_event_content(None), AccessClass::Agents);
-        assert_eq!(
-            AccessClass::from_event_content(Some(&json!({}))),
-            AccessClass::Agents
-        );
+        assert_eq!(AccessClass::from_event_content(Some(&json!({}))), AccessClass::Agents);
         assert_eq!(
             AccessClass::from_event_content(Some(&json!({"class": "wide-open"}))),
             AccessClass::Agents
@@ -147,12 +144,9 @@ mod tests {
 
     #[test]
     fn event_content_round_trips() {
-        for class in [
-            AccessClass::Agents,
-            AccessClass::Public,
-            AccessClass::Open,
-            AccessClass::Direct,
-        ] {
+        for class in
+            [AccessClass::Agents, AccessClass::Public, AccessClass::Open, AccessClass::Direct]
+        {
             let content = class.to_event_content();
             assert_eq!(AccessClass::from_event_content(Some(&content)), class);
         }

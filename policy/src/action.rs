@@ -275,13 +275,8 @@ mod tests {
         let actions = [
             Action::Login,
             Action::SeeRoomDirectory,
-            Action::Invite {
-                target: "@a:x".into(),
-                room: "!r:x".into(),
-            },
-            Action::ReadAuditLog {
-                unit: "state".into(),
-            },
+            Action::Invite { target: "@a:x".into(), room: "!r:x".into() },
+            Action::ReadAuditLog { unit: "state".into() },
         ];
         for action in actions {
             let json = serde_json::to_value(&action).expect("serialise");

@@ -103,10 +103,7 @@ pub enum Decision {
 impl Decision {
     /// A refusal by `rule`.
     pub fn deny(rule: Rule, reason: impl Into<String>) -> Decision {
-        Decision::Deny {
-            rule,
-            reason: reason.into(),
-        }
+        Decision::Deny { rule, reason: reason.into() }
     }
 
     /// Whether the action may go ahead.
@@ -126,10 +123,9 @@ impl Decision {
     pub fn message(&self) -> Option<String> {
         match self {
             Decision::Allow => None,
-            Decision::Deny { rule, reason } => Some(format!(
-                "Refused by policy rule {rule} ({}): {reason}",
-                rule.title()
-            )),
+            Decision::Deny { rule, reason } => {
+                Some(format!("Refused by policy rule {rule} ({}): {reason}", rule.title()))
+            }
         }
     }
 }
@@ -146,10 +142,7 @@ pub(crate) type Verdict = Result<(), Refusal>;
 
 /// A refusal by `rule` with `reason`, for checks that return something besides `()`.
 pub(crate) fn refusal(rule: Rule, reason: impl Into<String>) -> Refusal {
-    Refusal {
-        rule,
-        reason: reason.into(),
-    }
+    Refusal { rule, reason: reason.into() }
 }
 
 /// Refuses by `rule` with `reason`.
@@ -159,11 +152,7 @@ pub(crate) fn refuse(rule: Rule, reason: impl Into<String>) -> Verdict {
 
 /// Refuses by `rule` unless `condition` holds.
 pub(crate) fn require(condition: bool, rule: Rule, reason: impl FnOnce() -> String) -> Verdict {
-    if condition {
-        Ok(())
-    } else {
-        refuse(rule, reason())
-    }
+    if condition { Ok(()) } else { refuse(rule, reason()) }
 }
 
 impl From<Verdict> for Decision {
@@ -182,10 +171,7 @@ mod tests {
     #[test]
     fn rules_print_and_serialise_as_their_code() {
         assert_eq!(Rule::M3.to_string(), "M3");
-        assert_eq!(
-            serde_json::to_string(&Rule::M3).expect("serialise"),
-            "\"M3\""
-        );
+        assert_eq!(serde_json::to_string(&Rule::M3).expect("serialise"), "\"M3\"");
     }
 
     #[test]

@@ -20,9 +20,7 @@ pub struct Actor {
 impl Actor {
     /// An actor from a user ID.
     pub fn new(user_id: impl Into<UserId>) -> Actor {
-        Actor {
-            user_id: user_id.into(),
-        }
+        Actor { user_id: user_id.into() }
     }
 }
 
@@ -84,10 +82,7 @@ impl RoomFacts {
 
     /// The unit whose admins govern the room: the parent workspace's, else the room's own.
     pub fn administering_unit(&self) -> Option<&UnitId> {
-        self.workspace
-            .as_ref()
-            .map(|ws| &ws.unit)
-            .or(self.unit.as_ref())
+        self.workspace.as_ref().map(|ws| &ws.unit).or(self.unit.as_ref())
     }
 
     /// Whether the actor is a room admin (P2).

@@ -93,14 +93,8 @@ mod tests {
 
     #[test]
     fn server_name_is_after_the_first_colon() {
-        assert_eq!(
-            UserId::from("@a:relais.test").server_name(),
-            Some("relais.test")
-        );
-        assert_eq!(
-            UserId::from("@a:host:8448").server_name(),
-            Some("host:8448")
-        );
+        assert_eq!(UserId::from("@a:relais.test").server_name(), Some("relais.test"));
+        assert_eq!(UserId::from("@a:host:8448").server_name(), Some("host:8448"));
     }
 
     #[test]

@@ -10,19 +10,11 @@ use relais_policy::{
 };
 
 fn register(email: Option<&str>, invitation: Option<Invitation>) -> Action {
-    Action::Register {
-        email: email.map(str::to_owned),
-        invitation,
-    }
+    Action::Register { email: email.map(str::to_owned), invitation }
 }
 
 fn invitation(tier: Tier, unit: &str, issued_by: &str) -> Invitation {
-    Invitation {
-        tier,
-        unit: unit.into(),
-        issued_by: u(issued_by),
-        expires_at_ms: NOW + 1,
-    }
+    Invitation { tier, unit: unit.into(), issued_by: u(issued_by), expires_at_ms: NOW + 1 }
 }
 
 fn workspace(class: AccessClass, unit: &str, actor_power: i64) -> WorkspaceFacts {
@@ -36,98 +28,47 @@ fn workspace(class: AccessClass, unit: &str, actor_power: i64) -> WorkspaceFacts
 
 #[test]
 fn r1_agents_and_public_agents_register_by_domain_rule_or_invitation() {
+    allowed(ask("new", &register(Some("marie@interieur.gouv.fr"), None), None));
+    allowed(ask("new", &register(Some("paul@ville.creuse.fr"), None), None));
     allowed(ask(
         "new",
-        &register(Some("marie@interieur.gouv.fr"), None),
-        None,
-    ));
-    allowed(ask(
-        "new",
-        &register(Some("paul@ville.creuse.fr"), None),
-        None,
-    ));
-    allowed(ask(
-        "new",
-        &register(
-            None,
-            Some(invitation(Tier::Agent, "prefecture-creuse", "anne")),
-        ),
+        &register(None, Some(invitation(Tier::Agent, "prefecture-creuse", "anne"))),
         None,
     ));
     denied(
-        ask(
-            "new",
-            &register(None, Some(invitation(Tier::Agent, "health", "anne"))),
-            None,
-        ),
+        ask("new", &register(None, Some(invitation(Tier::Agent, "health", "anne"))), None),
         Rule::R1,
     );
     denied(
-        ask(
-            "new:partner.gouv.fr",
-            &register(Some("a@interieur.gouv.fr"), None),
-            None,
-        ),
+        ask("new:partner.gouv.fr", &register(Some("a@interieur.gouv.fr"), None), None),
         Rule::R1,
     );
-    denied(
-        ask(
-            "denis",
-            &register(Some("denis@interieur.gouv.fr"), None),
-            None,
-        ),
-        Rule::R1,
-    );
+    denied(ask("denis", &register(Some("denis@interieur.gouv.fr"), None), None), Rule::R1);
 }
 
 #[test]
 fn r1_guest_registers_only_with_an_invitation() {
-    denied(
-        ask("new", &register(Some("jean@example.com"), None), None),
-        Rule::R1,
-    );
+    denied(ask("new", &register(Some("jean@example.com"), None), None), Rule::R1);
     denied(ask("new", &register(None, None), None), Rule::R1);
     let invite = invitation(Tier::Guest, "prefecture-creuse", "alain");
-    allowed(ask(
-        "new",
-        &register(Some("jean@example.com"), Some(invite.clone())),
-        None,
-    ));
+    allowed(ask("new", &register(Some("jean@example.com"), Some(invite.clone())), None));
     let grant = registration_grant(Some("jean@example.com"), Some(&invite), &directory(), NOW)
         .expect("granted");
     assert_eq!(
         (grant.tier, grant.unit, grant.sponsor),
-        (
-            Tier::Guest,
-            Some(UnitId::from("prefecture-creuse")),
-            Some(u("alain"))
-        )
+        (Tier::Guest, Some(UnitId::from("prefecture-creuse")), Some(u("alain")))
     );
 
-    let expired = Invitation {
-        expires_at_ms: NOW,
-        ..invite
-    };
+    let expired = Invitation { expires_at_ms: NOW, ..invite };
     denied(ask("new", &register(None, Some(expired)), None), Rule::R1);
     // A public-sector agent cannot sponsor a guest, so their invitation is worthless.
     denied(
-        ask(
-            "new",
-            &register(
-                None,
-                Some(invitation(Tier::Guest, "creuse-council", "paul")),
-            ),
-            None,
-        ),
+        ask("new", &register(None, Some(invitation(Tier::Guest, "creuse-council", "paul"))), None),
         Rule::R1,
     );
     // A locked issuer's pending invitations stop working.
     denied(
-        ask(
-            "new",
-            &register(None, Some(invitation(Tier::Guest, "interior", "lucie"))),
-            None,
-        ),
+        ask("new", &register(None, Some(invitation(Tier::Guest, "interior", "lucie"))), None),
         Rule::R1,
     );
 }
@@ -139,9 +80,7 @@ fn r2_guest_uses_the_account_only_before_expiry() {
     allowed(ask("paul", &Action::Login, None));
     let refusal = ask("gisele", &Action::Login, None);
     assert!(
-        refusal
-            .message()
-            .is_some_and(|m| m.contains("@alain:relais.test") && m.contains("renew")),
+        refusal.message().is_some_and(|m| m.contains("@alain:relais.test") && m.contains("renew")),
         "{refusal:?}"
     );
     denied(refusal, Rule::R2);
@@ -149,9 +88,7 @@ fn r2_guest_uses_the_account_only_before_expiry() {
     denied(
         ask(
             "gisele",
-            &Action::Join {
-                room: "!r:relais.test".into(),
-            },
+            &Action::Join { room: "!r:relais.test".into() },
             Some(&room(AccessClass::Open)),
         ),
         Rule::R2,
@@ -162,10 +99,7 @@ fn r2_guest_uses_the_account_only_before_expiry() {
     // Once the sponsor renews, the guest is back.
     allowed(ask(
         "alain",
-        &Action::RenewGuest {
-            target: u("gisele"),
-            until_ms: NOW + 86_400_000,
-        },
+        &Action::RenewGuest { target: u("gisele"), until_ms: NOW + 86_400_000 },
         None,
     ));
     let mut parts = common::parts();
@@ -192,17 +126,11 @@ fn w1_only_agents_create_workspaces_with_approval_where_required() {
     };
     allowed(ask("alain", &create("prefecture-creuse", None), None));
     denied(ask("paul", &create("creuse-council", None), None), Rule::W1);
-    denied(
-        ask("gaston", &create("prefecture-creuse", None), None),
-        Rule::W1,
-    );
+    denied(ask("gaston", &create("prefecture-creuse", None), None), Rule::W1);
     denied(ask("alain", &create("interior", None), None), Rule::A1);
     // Health requires an admin's approval.
     denied(ask("helene", &create("health", None), None), Rule::W1);
-    denied(
-        ask("helene", &create("health", Some("anne")), None),
-        Rule::W1,
-    );
+    denied(ask("helene", &create("health", Some("anne")), None), Rule::W1);
     allowed(ask("helene", &create("health", Some("hugo")), None));
     allowed(ask("hugo", &create("health", None), None));
 }
@@ -224,37 +152,18 @@ fn w2_public_agents_create_public_or_open_rooms_guests_none() {
     ));
     allowed(ask("paul", &create(None, None), None));
     allowed(ask("paul", &create(Some(AccessClass::Open), None), None));
+    denied(ask("paul", &create(Some(AccessClass::Agents), None), None), Rule::W2);
     denied(
-        ask("paul", &create(Some(AccessClass::Agents), None), None),
-        Rule::W2,
-    );
-    denied(
-        ask(
-            "paul",
-            &create(
-                None,
-                Some(workspace(AccessClass::Open, "creuse-council", 0)),
-            ),
-            None,
-        ),
+        ask("paul", &create(None, Some(workspace(AccessClass::Open, "creuse-council", 0))), None),
         Rule::W2,
     );
     allowed(ask(
         "paul",
-        &create(
-            None,
-            Some(workspace(AccessClass::Open, "creuse-council", 50)),
-        ),
+        &create(None, Some(workspace(AccessClass::Open, "creuse-council", 50))),
         None,
     ));
-    denied(
-        ask("gaston", &create(Some(AccessClass::Open), None), None),
-        Rule::W2,
-    );
-    denied(
-        ask("alain", &create(Some(AccessClass::Direct), None), None),
-        Rule::W2,
-    );
+    denied(ask("gaston", &create(Some(AccessClass::Open), None), None), Rule::W2);
+    denied(ask("alain", &create(Some(AccessClass::Direct), None), None), Rule::W2);
     let locked = WorkspaceFacts {
         status: WorkspaceStatus::Locked,
         ..workspace(AccessClass::Agents, "prefecture-creuse", 100)
@@ -264,10 +173,7 @@ fn w2_public_agents_create_public_or_open_rooms_guests_none() {
 
 #[test]
 fn w3_direct_conversations_with_visible_users_guests_only_with_room_mates() {
-    let dm = |with: &str, shares_room: bool| Action::CreateDirect {
-        with: u(with),
-        shares_room,
-    };
+    let dm = |with: &str, shares_room: bool| Action::CreateDirect { with: u(with), shares_room };
     allowed(ask("alain", &dm("paul", false), None));
     allowed(ask("paul", &dm("gaston", false), None));
     denied(ask("alain", &dm("hidden", false), None), Rule::W3);
@@ -280,119 +186,46 @@ fn w3_direct_conversations_with_visible_users_guests_only_with_room_mates() {
 
 #[test]
 fn m1_class_must_admit_the_tier_and_guests_need_an_invitation() {
-    let join = Action::Join {
-        room: "!r:relais.test".into(),
-    };
-    let invited = |class| RoomFacts {
-        actor_invited: true,
-        actor_joined: false,
-        ..room(class)
-    };
-    let uninvited = |class| RoomFacts {
-        actor_joined: false,
-        ..room(class)
-    };
+    let join = Action::Join { room: "!r:relais.test".into() };
+    let invited = |class| RoomFacts { actor_invited: true, actor_joined: false, ..room(class) };
+    let uninvited = |class| RoomFacts { actor_joined: false, ..room(class) };
     allowed(ask("alain", &join, Some(&uninvited(AccessClass::Agents))));
-    denied(
-        ask("paul", &join, Some(&invited(AccessClass::Agents))),
-        Rule::M1,
-    );
+    denied(ask("paul", &join, Some(&invited(AccessClass::Agents))), Rule::M1);
     allowed(ask("paul", &join, Some(&uninvited(AccessClass::Public))));
-    denied(
-        ask("gaston", &join, Some(&invited(AccessClass::Public))),
-        Rule::M1,
-    );
-    denied(
-        ask("gaston", &join, Some(&uninvited(AccessClass::Open))),
-        Rule::M1,
-    );
+    denied(ask("gaston", &join, Some(&invited(AccessClass::Public))), Rule::M1);
+    denied(ask("gaston", &join, Some(&uninvited(AccessClass::Open))), Rule::M1);
     allowed(ask("gaston", &join, Some(&invited(AccessClass::Open))));
     // Remote users: tier from the partner table, unknown servers are guests.
-    allowed(ask(
-        "@bob:partner.gouv.fr",
-        &join,
-        Some(&uninvited(AccessClass::Agents)),
-    ));
-    allowed(ask(
-        "@marc:mairie.fr",
-        &join,
-        Some(&uninvited(AccessClass::Public)),
-    ));
-    denied(
-        ask(
-            "@eve:unknown.example",
-            &join,
-            Some(&uninvited(AccessClass::Public)),
-        ),
-        Rule::M1,
-    );
+    allowed(ask("@bob:partner.gouv.fr", &join, Some(&uninvited(AccessClass::Agents))));
+    allowed(ask("@marc:mairie.fr", &join, Some(&uninvited(AccessClass::Public))));
+    denied(ask("@eve:unknown.example", &join, Some(&uninvited(AccessClass::Public))), Rule::M1);
     // Knocking needs the class to admit the tier too.
-    let knock = Action::Knock {
-        room: "!r:relais.test".into(),
-    };
-    denied(
-        ask("gaston", &knock, Some(&uninvited(AccessClass::Agents))),
-        Rule::M1,
-    );
+    let knock = Action::Knock { room: "!r:relais.test".into() };
+    denied(ask("gaston", &knock, Some(&uninvited(AccessClass::Agents))), Rule::M1);
     allowed(ask("gaston", &knock, Some(&uninvited(AccessClass::Open))));
 }
 
 #[test]
 fn m2_inviting_needs_the_invite_power_level_and_guests_never_invite() {
-    let invite = |target: &str| Action::Invite {
-        target: u(target),
-        room: "!r:relais.test".into(),
-    };
-    let strict = RoomFacts {
-        invite_power: 50,
-        ..room(AccessClass::Public)
-    };
+    let invite = |target: &str| Action::Invite { target: u(target), room: "!r:relais.test".into() };
+    let strict = RoomFacts { invite_power: 50, ..room(AccessClass::Public) };
     denied(ask("alain", &invite("paul"), Some(&strict)), Rule::M2);
-    allowed(ask(
-        "alain",
-        &invite("paul"),
-        Some(&with_power(strict.clone(), 50)),
-    ));
+    allowed(ask("alain", &invite("paul"), Some(&with_power(strict.clone(), 50))));
     allowed(ask("paul", &invite("alain"), Some(&with_power(strict, 50))));
-    denied(
-        ask("gaston", &invite("alain"), Some(&room(AccessClass::Open))),
-        Rule::M2,
-    );
-    denied(
-        ask("alain", &invite("paul"), Some(&room(AccessClass::Agents))),
-        Rule::M1,
-    );
-    denied(
-        ask("alain", &invite("lucie"), Some(&room(AccessClass::Agents))),
-        Rule::M1,
-    );
+    denied(ask("gaston", &invite("alain"), Some(&room(AccessClass::Open))), Rule::M2);
+    denied(ask("alain", &invite("paul"), Some(&room(AccessClass::Agents))), Rule::M1);
+    denied(ask("alain", &invite("lucie"), Some(&room(AccessClass::Agents))), Rule::M1);
 }
 
 #[test]
 fn m3_public_agent_cannot_invite_guest() {
-    let invite = |target: &str| Action::Invite {
-        target: u(target),
-        room: "!r:relais.test".into(),
-    };
-    denied(
-        ask("paul", &invite("gaston"), Some(&room(AccessClass::Open))),
-        Rule::M3,
-    );
+    let invite = |target: &str| Action::Invite { target: u(target), room: "!r:relais.test".into() };
+    denied(ask("paul", &invite("gaston"), Some(&room(AccessClass::Open))), Rule::M3);
+    denied(ask("paul", &invite("@eve:unknown.example"), Some(&room(AccessClass::Open))), Rule::M3);
     denied(
         ask(
             "paul",
-            &invite("@eve:unknown.example"),
-            Some(&room(AccessClass::Open)),
-        ),
-        Rule::M3,
-    );
-    denied(
-        ask(
-            "paul",
-            &Action::IssueInvitation {
-                tier: Tier::Guest,
-                unit: "creuse-council".into(),
-            },
+            &Action::IssueInvitation { tier: Tier::Guest, unit: "creuse-council".into() },
             None,
         ),
         Rule::M3,
@@ -401,78 +234,41 @@ fn m3_public_agent_cannot_invite_guest() {
 
 #[test]
 fn m3_agent_invites_guest_and_becomes_sponsor() {
-    let invite = |target: &str| Action::Invite {
-        target: u(target),
-        room: "!r:relais.test".into(),
-    };
+    let invite = |target: &str| Action::Invite { target: u(target), room: "!r:relais.test".into() };
+    allowed(ask("alain", &invite("gaston"), Some(&room(AccessClass::Open))));
+    allowed(ask("alain", &invite("@eve:unknown.example"), Some(&room(AccessClass::Open))));
     allowed(ask(
         "alain",
-        &invite("gaston"),
-        Some(&room(AccessClass::Open)),
-    ));
-    allowed(ask(
-        "alain",
-        &invite("@eve:unknown.example"),
-        Some(&room(AccessClass::Open)),
-    ));
-    allowed(ask(
-        "alain",
-        &Action::IssueInvitation {
-            tier: Tier::Guest,
-            unit: "prefecture-creuse".into(),
-        },
+        &Action::IssueInvitation { tier: Tier::Guest, unit: "prefecture-creuse".into() },
         None,
     ));
     // ...but never into a room whose class does not admit guests.
-    denied(
-        ask("alain", &invite("gaston"), Some(&room(AccessClass::Public))),
-        Rule::M1,
-    );
+    denied(ask("alain", &invite("gaston"), Some(&room(AccessClass::Public))), Rule::M1);
 }
 
 #[test]
 fn m4_a_direct_conversation_never_has_more_than_two_members() {
-    let direct = |members| RoomFacts {
-        is_direct: true,
-        member_count: members,
-        ..room(AccessClass::Direct)
-    };
-    let invite = Action::Invite {
-        target: u("paul"),
-        room: "!dm:relais.test".into(),
-    };
+    let direct =
+        |members| RoomFacts { is_direct: true, member_count: members, ..room(AccessClass::Direct) };
+    let invite = Action::Invite { target: u("paul"), room: "!dm:relais.test".into() };
     allowed(ask("alain", &invite, Some(&direct(1))));
     for tier_user in ["alain", "paul"] {
         denied(
             ask(
                 tier_user,
-                &Action::Invite {
-                    target: u("helene"),
-                    room: "!dm:relais.test".into(),
-                },
+                &Action::Invite { target: u("helene"), room: "!dm:relais.test".into() },
                 Some(&direct(2)),
             ),
             Rule::M4,
         );
     }
-    let join = Action::Join {
-        room: "!dm:relais.test".into(),
-    };
-    let invited = |members| RoomFacts {
-        actor_joined: false,
-        actor_invited: true,
-        ..direct(members)
-    };
+    let join = Action::Join { room: "!dm:relais.test".into() };
+    let invited =
+        |members| RoomFacts { actor_joined: false, actor_invited: true, ..direct(members) };
     allowed(ask("gaston", &join, Some(&invited(2))));
     denied(ask("gaston", &join, Some(&invited(3))), Rule::M4);
     denied(
-        ask(
-            "alain",
-            &Action::Knock {
-                room: "!dm:relais.test".into(),
-            },
-            Some(&direct(1)),
-        ),
+        ask("alain", &Action::Knock { room: "!dm:relais.test".into() }, Some(&direct(1))),
         Rule::M4,
     );
 }
@@ -489,10 +285,7 @@ fn p1_guest_power_is_always_zero_and_public_at_most_moderator() {
     allowed(ask("alain", &set("gaston", 0), Some(&open)));
     allowed(ask("alain", &set("paul", 50), Some(&open)));
     denied(ask("alain", &set("paul", 51), Some(&open)), Rule::P1);
-    let ws = RoomFacts {
-        is_workspace: true,
-        ..open.clone()
-    };
+    let ws = RoomFacts { is_workspace: true, ..open.clone() };
     let refusal = ask("alain", &set("paul", 100), Some(&ws));
     assert!(refusal.message().is_some_and(|m| m.contains("workspace")));
     denied(refusal, Rule::P1);
@@ -505,24 +298,14 @@ fn p1_guest_power_is_always_zero_and_public_at_most_moderator() {
         ..room(AccessClass::Open)
     };
     denied(
-        ask(
-            "gaston",
-            &Action::Join {
-                room: "!r:relais.test".into(),
-            },
-            Some(&generous),
-        ),
+        ask("gaston", &Action::Join { room: "!r:relais.test".into() }, Some(&generous)),
         Rule::P1,
     );
 }
 
 #[test]
 fn p2_only_agent_room_admins_open_a_room() {
-    let open = |from, to| Action::ChangeAccessClass {
-        room: "!r:relais.test".into(),
-        from,
-        to,
-    };
+    let open = |from, to| Action::ChangeAccessClass { room: "!r:relais.test".into(), from, to };
     allowed(ask(
         "alain",
         &open(AccessClass::Agents, AccessClass::Public),
@@ -565,11 +348,7 @@ fn p2_only_agent_room_admins_open_a_room() {
 
 #[test]
 fn p3_only_a_covering_delegated_admin_closes_a_room() {
-    let close = |from, to| Action::ChangeAccessClass {
-        room: "!r:relais.test".into(),
-        from,
-        to,
-    };
+    let close = |from, to| Action::ChangeAccessClass { room: "!r:relais.test".into(), from, to };
     let in_creuse = RoomFacts {
         workspace: Some(workspace(AccessClass::Open, "prefecture-creuse", 100)),
         ..room(AccessClass::Open)
@@ -577,10 +356,7 @@ fn p3_only_a_covering_delegated_admin_closes_a_room() {
     let action = close(AccessClass::Open, AccessClass::Public);
     allowed(ask("nadia", &action, Some(&in_creuse)));
     allowed(ask("anne", &action, Some(&in_creuse)));
-    denied(
-        ask("alain", &action, Some(&with_power(in_creuse.clone(), 100))),
-        Rule::P3,
-    );
+    denied(ask("alain", &action, Some(&with_power(in_creuse.clone(), 100))), Rule::P3);
     denied(ask("hugo", &action, Some(&in_creuse)), Rule::P3);
     let in_council = RoomFacts {
         workspace: Some(workspace(AccessClass::Open, "creuse-council", 100)),
@@ -594,24 +370,13 @@ fn p3_only_a_covering_delegated_admin_closes_a_room() {
 
 #[test]
 fn d1_only_agents_and_public_rooms_are_published() {
-    let publish = Action::PublishInDirectory {
-        room: "!r:relais.test".into(),
-    };
+    let publish = Action::PublishInDirectory { room: "!r:relais.test".into() };
     allowed(ask("alain", &publish, Some(&room(AccessClass::Agents))));
     allowed(ask("alain", &publish, Some(&room(AccessClass::Public))));
     allowed(ask("paul", &publish, Some(&room(AccessClass::Public))));
-    denied(
-        ask("alain", &publish, Some(&room(AccessClass::Open))),
-        Rule::D1,
-    );
-    denied(
-        ask("alain", &publish, Some(&room(AccessClass::Direct))),
-        Rule::D1,
-    );
-    denied(
-        ask("gaston", &publish, Some(&room(AccessClass::Public))),
-        Rule::D1,
-    );
+    denied(ask("alain", &publish, Some(&room(AccessClass::Open))), Rule::D1);
+    denied(ask("alain", &publish, Some(&room(AccessClass::Direct))), Rule::D1);
+    denied(ask("gaston", &publish, Some(&room(AccessClass::Public))), Rule::D1);
     // An `open` child of a `public` workspace is effectively `public`.
     let child = RoomFacts {
         workspace: Some(workspace(AccessClass::Public, "interior", 0)),
@@ -626,32 +391,15 @@ fn d2_guests_see_an_empty_room_directory() {
     allowed(ask("paul", &Action::SeeRoomDirectory, None));
     denied(ask("gaston", &Action::SeeRoomDirectory, None), Rule::D2);
     // Per entry: a public-sector agent does not see rooms reserved to state agents.
-    allowed(ask(
-        "paul",
-        &Action::SeeRoomDirectory,
-        Some(&room(AccessClass::Public)),
-    ));
-    denied(
-        ask(
-            "paul",
-            &Action::SeeRoomDirectory,
-            Some(&room(AccessClass::Agents)),
-        ),
-        Rule::D2,
-    );
-    allowed(ask(
-        "alain",
-        &Action::SeeRoomDirectory,
-        Some(&room(AccessClass::Agents)),
-    ));
+    allowed(ask("paul", &Action::SeeRoomDirectory, Some(&room(AccessClass::Public))));
+    denied(ask("paul", &Action::SeeRoomDirectory, Some(&room(AccessClass::Agents))), Rule::D2);
+    allowed(ask("alain", &Action::SeeRoomDirectory, Some(&room(AccessClass::Agents))));
 }
 
 #[test]
 fn d3_user_directory_lists_everyone_not_hidden_and_guests_only_room_mates() {
-    let search = |target: &str, shares_room| Action::SearchUserDirectory {
-        target: u(target),
-        shares_room,
-    };
+    let search =
+        |target: &str, shares_room| Action::SearchUserDirectory { target: u(target), shares_room };
     allowed(ask("alain", &search("paul", false), None));
     allowed(ask("paul", &search("gaston", false), None));
     denied(ask("alain", &search("hidden", false), None), Rule::D3);
@@ -667,24 +415,14 @@ fn c1_a_child_room_is_never_more_open_than_its_workspace() {
         workspace: Some(workspace(AccessClass::Public, "interior", 100)),
         ..room(class)
     };
-    assert_eq!(
-        in_public(AccessClass::Open).effective_class(),
-        AccessClass::Public
-    );
+    assert_eq!(in_public(AccessClass::Open).effective_class(), AccessClass::Public);
     // Its class cannot be opened past the workspace...
     let open = Action::ChangeAccessClass {
         room: "!r:relais.test".into(),
         from: AccessClass::Public,
         to: AccessClass::Open,
     };
-    denied(
-        ask(
-            "alain",
-            &open,
-            Some(&with_power(in_public(AccessClass::Public), 100)),
-        ),
-        Rule::C1,
-    );
+    denied(ask("alain", &open, Some(&with_power(in_public(AccessClass::Public), 100))), Rule::C1);
     // ...nor created more open than it.
     let create = Action::CreateRoom {
         class: Some(AccessClass::Open),
@@ -692,63 +430,28 @@ fn c1_a_child_room_is_never_more_open_than_its_workspace() {
     };
     denied(ask("alain", &create, None), Rule::C1);
     // A guest invited into an `open` child of a `public` workspace is refused.
-    let invite = Action::Invite {
-        target: u("gaston"),
-        room: "!r:relais.test".into(),
-    };
-    denied(
-        ask("alain", &invite, Some(&in_public(AccessClass::Open))),
-        Rule::M1,
-    );
+    let invite = Action::Invite { target: u("gaston"), room: "!r:relais.test".into() };
+    denied(ask("alain", &invite, Some(&in_public(AccessClass::Open))), Rule::M1);
 }
 
 #[test]
 fn c1_a_room_without_the_access_event_is_agents_only() {
-    let unclassified = RoomFacts {
-        class: None,
-        member_count: 2,
-        ..RoomFacts::default()
-    };
+    let unclassified = RoomFacts { class: None, member_count: 2, ..RoomFacts::default() };
     assert_eq!(unclassified.effective_class(), AccessClass::Agents);
     denied(
-        ask(
-            "paul",
-            &Action::Join {
-                room: "!r:relais.test".into(),
-            },
-            Some(&unclassified),
-        ),
+        ask("paul", &Action::Join { room: "!r:relais.test".into() }, Some(&unclassified)),
         Rule::M1,
     );
-    allowed(ask(
-        "alain",
-        &Action::Join {
-            room: "!r:relais.test".into(),
-        },
-        Some(&unclassified),
-    ));
+    allowed(ask("alain", &Action::Join { room: "!r:relais.test".into() }, Some(&unclassified)));
 }
 
 #[test]
 fn server_admins_and_the_policy_bot_pass_every_check() {
     let actions = [
-        Action::CreateWorkspace {
-            unit: "health".into(),
-            class: None,
-            approved_by: None,
-        },
-        Action::SetPowerLevel {
-            room: "!r:relais.test".into(),
-            target: u("gaston"),
-            level: 100,
-        },
-        Action::ReadAuditLog {
-            unit: "state".into(),
-        },
-        Action::AppointAdmin {
-            user: u("alain"),
-            unit: "state".into(),
-        },
+        Action::CreateWorkspace { unit: "health".into(), class: None, approved_by: None },
+        Action::SetPowerLevel { room: "!r:relais.test".into(), target: u("gaston"), level: 100 },
+        Action::ReadAuditLog { unit: "state".into() },
+        Action::AppointAdmin { user: u("alain"), unit: "state".into() },
     ];
     for actor in ["root", "policy"] {
         for action in &actions {
@@ -759,35 +462,13 @@ fn server_admins_and_the_policy_bot_pass_every_check() {
 
 #[test]
 fn missing_room_facts_fail_closed() {
+    denied(ask("alain", &Action::Join { room: "!r:relais.test".into() }, None), Rule::M1);
     denied(
-        ask(
-            "alain",
-            &Action::Join {
-                room: "!r:relais.test".into(),
-            },
-            None,
-        ),
-        Rule::M1,
-    );
-    denied(
-        ask(
-            "alain",
-            &Action::Invite {
-                target: u("paul"),
-                room: "!r:relais.test".into(),
-            },
-            None,
-        ),
+        ask("alain", &Action::Invite { target: u("paul"), room: "!r:relais.test".into() }, None),
         Rule::M2,
     );
     denied(
-        ask(
-            "alain",
-            &Action::PublishInDirectory {
-                room: "!r:relais.test".into(),
-            },
-            None,
-        ),
+        ask("alain", &Action::PublishInDirectory { room: "!r:relais.test".into() }, None),
         Rule::D1,
     );
 }

@@ -49,10 +49,7 @@ fn check(case: &Case, directory: &Directory, default_now: u64) -> Result<(), Str
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{}: expected {}, got {decision:?}",
-            case.name, case.expect
-        ))
+        Err(format!("{}: expected {}, got {decision:?}", case.name, case.expect))
     }
 }
 
@@ -82,10 +79,6 @@ fn fixture_case_names_are_unique() {
         .expect("decisions.json parses");
     let mut names = std::collections::BTreeSet::new();
     for case in &fixture.cases {
-        assert!(
-            names.insert(case.name.as_str()),
-            "duplicate case name: {}",
-            case.name
-        );
+        assert!(names.insert(case.name.as_str()), "duplicate case name: {}", case.name);
     }
 }

@@ -48,12 +48,8 @@ const UNITS: &[&str] = &[
     "nowhere",
 ];
 
-const CLASSES: [AccessClass; 4] = [
-    AccessClass::Agents,
-    AccessClass::Public,
-    AccessClass::Open,
-    AccessClass::Direct,
-];
+const CLASSES: [AccessClass; 4] =
+    [AccessClass::Agents, AccessClass::Public, AccessClass::Open, AccessClass::Direct];
 
 fn person() -> impl Strategy<Value = UserId> {
     proptest::sample::select(PEOPLE).prop_map(u)
@@ -99,14 +95,7 @@ fn step() -> impl Strategy<Value = Step> {
         (
             person(),
             person(),
-            prop_oneof![
-                Just(-10i64),
-                Just(0),
-                Just(1),
-                Just(50),
-                Just(100),
-                any::<i64>()
-            ]
+            prop_oneof![Just(-10i64), Just(0), Just(1), Just(50), Just(100), any::<i64>()]
         )
             .prop_map(|(a, t, l)| Step::SetPower(a, t, l)),
         (person(), class()).prop_map(|(a, c)| Step::ChangeClass(a, c)),
@@ -178,25 +167,11 @@ impl Room {
     /// class change it removes members whose tier no longer fits (P3).
     fn apply(&mut self, step: &Step, dir: &Directory) {
         let (actor, action) = match step {
-            Step::Join(a) => (
-                a,
-                Action::Join {
-                    room: "!r:relais.test".into(),
-                },
-            ),
-            Step::Knock(a) => (
-                a,
-                Action::Knock {
-                    room: "!r:relais.test".into(),
-                },
-            ),
-            Step::Invite(a, t) => (
-                a,
-                Action::Invite {
-                    target: t.clone(),
-                    room: "!r:relais.test".into(),
-                },
-            ),
+            Step::Join(a) => (a, Action::Join { room: "!r:relais.test".into() }),
+            Step::Knock(a) => (a, Action::Knock { room: "!r:relais.test".into() }),
+            Step::Invite(a, t) => {
+                (a, Action::Invite { target: t.clone(), room: "!r:relais.test".into() })
+            }
             Step::SetPower(a, t, level) => (
                 a,
                 Action::SetPowerLevel {
@@ -219,14 +194,8 @@ impl Room {
                 return;
             }
         };
-        if !decide(
-            &action,
-            &Actor::new(actor.clone()),
-            Some(&self.facts_for(actor)),
-            dir,
-            NOW,
-        )
-        .is_allowed()
+        if !decide(&action, &Actor::new(actor.clone()), Some(&self.facts_for(actor)), dir, NOW)
+            .is_allowed()
         {
             return;
         }
@@ -341,10 +310,7 @@ proptest! {
 }
 
 fn workspace_ref() -> impl Strategy<Value = WorkspaceRef> {
-    unit().prop_map(|unit| WorkspaceRef {
-        room: "!ws:relais.test".into(),
-        unit,
-    })
+    unit().prop_map(|unit| WorkspaceRef { room: "!ws:relais.test".into(), unit })
 }
 
 fn admin_action() -> impl Strategy<Value = Action> {
@@ -388,16 +354,14 @@ fn target_of(action: &Action) -> Option<&UserId> {
 /// The units an allowed action reaches into, leaving out the sponsor's own acts: inviting a
 /// guest into their own unit, and renewing or ending a guest they sponsor.
 fn touched_units(action: &Action, actor: &UserId, dir: &Directory) -> Vec<UnitId> {
-    let unit_of = |user: &UserId| {
-        dir.user(user)
-            .map(|r| r.unit.clone())
-            .unwrap_or_else(|| "nowhere".into())
-    };
+    let unit_of =
+        |user: &UserId| dir.user(user).map(|r| r.unit.clone()).unwrap_or_else(|| "nowhere".into());
     match action {
-        Action::IssueInvitation {
-            tier: Tier::Guest,
-            unit,
-        } if dir.user(actor).is_some_and(|r| &r.unit == unit) => vec![],
+        Action::IssueInvitation { tier: Tier::Guest, unit }
+            if dir.user(actor).is_some_and(|r| &r.unit == unit) =>
+        {
+            vec![]
+        }
         Action::IssueInvitation { unit, .. }
         | Action::ApproveWorkspace { unit }
         | Action::ReadAuditLog { unit } => {

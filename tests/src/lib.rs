@@ -87,7 +87,10 @@ impl TestServer {
     /// Everything the server wrote to stderr so far (empty unless started with
     /// [`TestServer::start_capturing_logs`]).
     pub fn logs(&self) -> String {
-        self.log_file.as_ref().and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
+        self.log_file
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
     }
 
     /// The server's process ID, while it runs.
@@ -110,7 +113,11 @@ impl TestServer {
             .stdout(Stdio::piped());
         match &self.log_file {
             Some(path) => {
-                let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("log file");
                 command.stderr(Stdio::from(file));
             }
             None => {
@@ -275,7 +282,12 @@ impl Client {
 
     /// Registers through the user-interactive flow and keeps the token.
     pub async fn register(&mut self, username: &str, password: &str) -> Value {
-        let first = self.post("/_matrix/client/v3/register", json!({ "username": username, "password": password })).await;
+        let first = self
+            .post(
+                "/_matrix/client/v3/register",
+                json!({ "username": username, "password": password }),
+            )
+            .await;
         assert_eq!(first.status, 401, "{}", first.body);
         let session = first.body["session"].as_str().expect("UIA session").to_owned();
         let body = self
@@ -295,12 +307,18 @@ impl Client {
 
     /// This client's user ID.
     pub async fn user_id(&self) -> String {
-        self.get("/_matrix/client/v3/account/whoami").await.ok()["user_id"].as_str().expect("user_id").to_owned()
+        self.get("/_matrix/client/v3/account/whoami").await.ok()["user_id"]
+            .as_str()
+            .expect("user_id")
+            .to_owned()
     }
 
     /// Creates a room and returns its ID.
     pub async fn create_room(&self, body: Value) -> String {
-        self.post("/_matrix/client/v3/createRoom", body).await.ok()["room_id"].as_str().expect("room_id").to_owned()
+        self.post("/_matrix/client/v3/createRoom", body).await.ok()["room_id"]
+            .as_str()
+            .expect("room_id")
+            .to_owned()
     }
 
     /// Sends a message event and returns its ID.
@@ -348,5 +366,8 @@ pub fn enc(segment: &str) -> String {
 
 /// The timeline events of a room in a sync response.
 pub fn timeline<'a>(sync: &'a Value, room: &str) -> Vec<&'a Value> {
-    sync["rooms"]["join"][room]["timeline"]["events"].as_array().map(|a| a.iter().collect()).unwrap_or_default()
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }

@@ -6,12 +6,12 @@ use serde_json::{Value, json};
 
 use crate::{
     service::{
+        StartError,
         accounts::AccountError,
         keys::KeyError,
         media::{MediaError, thumbnail::ThumbnailError},
         push::PushError,
         rooms::RoomError,
-        StartError,
     },
     storage::StorageError,
 };
@@ -126,7 +126,9 @@ impl ApiError {
             Self::LimitExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),
             Self::UserDeactivated(_) => (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED"),
             Self::InvalidSignature(_) => (StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE"),
-            Self::WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
+            Self::WrongRoomKeysVersion { .. } => {
+                (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION")
+            }
             Self::ResourceLimitExceeded(_) => (StatusCode::FORBIDDEN, "M_RESOURCE_LIMIT_EXCEEDED"),
             Self::CannotOverwriteMedia => (StatusCode::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"),
             Self::NotYetUploaded => (StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED"),
@@ -159,9 +161,11 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         if let Self::LimitExceeded { retry_after_ms } = self
-            && let Ok(value) = http::HeaderValue::from_str(&(retry_after_ms.div_ceil(1000)).to_string()) {
-                response.headers_mut().insert(http::header::RETRY_AFTER, value);
-            }
+            && let Ok(value) =
+                http::HeaderValue::from_str(&(retry_after_ms.div_ceil(1000)).to_string())
+        {
+            response.headers_mut().insert(http::header::RETRY_AFTER, value);
+        }
         response
     }
 }
@@ -182,7 +186,9 @@ impl From<RoomError> for ApiError {
     fn from(error: RoomError) -> Self {
         match error {
             RoomError::Storage(e) => e.into(),
-            RoomError::UnknownRoom(room) => Self::NotFound(format!("room {room} is not known to this server")),
+            RoomError::UnknownRoom(room) => {
+                Self::NotFound(format!("room {room} is not known to this server"))
+            }
             RoomError::UnknownEvent => Self::NotFound("event not found".into()),
             RoomError::Forbidden(reason) => Self::Forbidden(reason),
             RoomError::TooLarge(_) => Self::TooLarge(error.to_string()),
@@ -215,7 +221,9 @@ impl From<KeyError> for ApiError {
             KeyError::InvalidSignature(reason) => Self::InvalidSignature(reason),
             KeyError::MissingParam(reason) => Self::MissingParam(reason),
             KeyError::NotFound(reason) => Self::NotFound(reason),
-            KeyError::WrongBackupVersion { current } => Self::WrongRoomKeysVersion { current_version: current },
+            KeyError::WrongBackupVersion { current } => {
+                Self::WrongRoomKeysVersion { current_version: current }
+            }
         }
     }
 }
@@ -232,7 +240,9 @@ impl From<MediaError> for ApiError {
             MediaError::CannotOverwrite => Self::CannotOverwriteMedia,
             MediaError::TooManyPending { retry_after_ms } => Self::LimitExceeded { retry_after_ms },
             MediaError::Thumbnail(e @ ThumbnailError::TooLarge) => Self::TooLarge(e.to_string()),
-            MediaError::Thumbnail(e) => Self::CannotThumbnail(format!("cannot generate a thumbnail: {e}")),
+            MediaError::Thumbnail(e) => {
+                Self::CannotThumbnail(format!("cannot generate a thumbnail: {e}"))
+            }
             MediaError::Io { .. } | MediaError::Task(_) => Self::Internal(error.to_string()),
         }
     }

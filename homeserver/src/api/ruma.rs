@@ -45,7 +45,9 @@ impl Authenticate for AccessTokenOptional {
     type Identity = Option<Session>;
     fn authenticate(services: &Services, parts: &Parts) -> Result<Option<Session>, ApiError> {
         match access_token(parts) {
-            Some(token) => services.accounts.authenticate(&token)?.ok_or(ApiError::UnknownToken).map(Some),
+            Some(token) => {
+                services.accounts.authenticate(&token)?.ok_or(ApiError::UnknownToken).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -96,9 +98,7 @@ fn access_token(parts: &Parts) -> Option<String> {
 fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        let decode = |s: &str| {
-            percent_decode(&s.replace('+', " "))
-        };
+        let decode = |s: &str| percent_decode(&s.replace('+', " "));
         Some((decode(k), decode(v)))
     })
 }
@@ -108,12 +108,14 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
         out.push(bytes[i]);
         i += 1;
     }
@@ -162,12 +164,17 @@ where
     T: IncomingRequest + Send,
     T::Authentication: Authenticate,
 {
-    async fn extract(request: Request, services: &Arc<Services>, kind: BodyKind) -> Result<Self, ApiError> {
+    async fn extract(
+        request: Request,
+        services: &Arc<Services>,
+        kind: BodyKind,
+    ) -> Result<Self, ApiError> {
         let (mut parts, body) = request.into_parts();
-        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, services).await {
-            Ok(params) => params.iter().map(|(_, v)| v.to_owned()).collect(),
-            Err(_) => Vec::new(),
-        };
+        let path_args: Vec<String> =
+            match RawPathParams::from_request_parts(&mut parts, services).await {
+                Ok(params) => params.iter().map(|(_, v)| v.to_owned()).collect(),
+                Err(_) => Vec::new(),
+            };
         // A trailing empty parameter (the state key of `/state/{type}/`) may be left out.
         let expected = T::PATH_BUILDER.all_paths().next().map_or(0, |p| p.matches('{').count());
         let mut path_args = path_args;
@@ -181,7 +188,9 @@ where
         let auth = <T::Authentication as Authenticate>::authenticate(services, &parts)?;
         let limit = match kind {
             BodyKind::Json => services.config.limits.max_request_bytes,
-            BodyKind::Upload => usize::try_from(services.config.media.max_upload_bytes).unwrap_or(usize::MAX),
+            BodyKind::Upload => {
+                usize::try_from(services.config.media.max_upload_bytes).unwrap_or(usize::MAX)
+            }
         };
         let too_large = || ApiError::TooLarge(format!("request body is larger than {limit} bytes"));
         let declared_length = parts
@@ -206,7 +215,11 @@ where
             if is_json {
                 match serde_json::from_slice::<serde_json::Value>(&bytes) {
                     Ok(value) => json_body = Some(value),
-                    Err(e) => return Err(ApiError::NotJson(format!("request body is not valid JSON: {e}"))),
+                    Err(e) => {
+                        return Err(ApiError::NotJson(format!(
+                            "request body is not valid JSON: {e}"
+                        )));
+                    }
                 }
             }
         }
@@ -241,7 +254,9 @@ impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
                 let (parts, body) = response.into_parts();
                 Response::from_parts(parts, Body::from(body.freeze()))
             }
-            Err(e) => ApiError::Internal(format!("could not serialise response: {e}")).into_response(),
+            Err(e) => {
+                ApiError::Internal(format!("could not serialise response: {e}")).into_response()
+            }
         }
     }
 }

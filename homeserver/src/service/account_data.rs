@@ -81,7 +81,11 @@ impl AccountData {
             batch.delete(&self.changes, &(user.to_owned(), old.count));
         }
         batch.put(&self.data, &key, &Json(Entry { count: pending.count, content }));
-        batch.put(&self.changes, &(user.to_owned(), pending.count), &Json((key.1.clone(), key.2.clone())));
+        batch.put(
+            &self.changes,
+            &(user.to_owned(), pending.count),
+            &Json((key.1.clone(), key.2.clone())),
+        );
         self.data.db().write(batch)?;
         let count = pending.count;
         drop(pending);
@@ -97,7 +101,9 @@ impl AccountData {
         upto: u64,
     ) -> Result<Vec<Change>, StorageError> {
         let mut out = Vec::new();
-        for entry in self.changes.scan_prefix_from(&user.to_owned(), &(user.to_owned(), since + 1), true)? {
+        for entry in
+            self.changes.scan_prefix_from(&user.to_owned(), &(user.to_owned(), since + 1), true)?
+        {
             let ((_, count), Json((room, kind))) = entry?;
             if count > upto {
                 break;

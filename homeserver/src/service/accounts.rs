@@ -13,9 +13,7 @@ use argon2::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use parking_lot::RwLock;
 use rand::{Rng, RngCore, distributions::Alphanumeric};
-use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId,
-};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -175,8 +173,9 @@ impl Accounts {
         let Some(hash) = self.passwords.get(&user_id.to_owned())? else { return Ok(false) };
         let password = password.to_owned();
         Ok(on_hash_thread(move || {
-            PasswordHash::new(&hash)
-                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+            })
         })
         .unwrap_or(false))
     }
@@ -354,18 +353,19 @@ fn on_hash_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
             let receiver = Arc::new(std::sync::Mutex::new(receiver));
             for i in 0..2 {
                 let receiver = receiver.clone();
-                let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
-                    loop {
-                        let job = match receiver.lock() {
-                            Ok(receiver) => receiver.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
+                let spawned =
+                    std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                        loop {
+                            let job = match receiver.lock() {
+                                Ok(receiver) => receiver.recv(),
+                                Err(_) => return,
+                            };
+                            match job {
+                                Ok(job) => job(),
+                                Err(_) => return,
+                            }
                         }
-                    }
-                });
+                    });
                 if let Err(e) = spawned {
                     tracing::error!(error = %e, "cannot start a password hashing thread");
                 }

@@ -12,14 +12,19 @@ use super::{
 
 impl Services {
     /// The client form of an event for `viewer`.
-    pub fn client_event(&self, pdu: &PduEvent, viewer: Option<&UserId>) -> Result<Value, RoomError> {
+    pub fn client_event(
+        &self,
+        pdu: &PduEvent,
+        viewer: Option<&UserId>,
+    ) -> Result<Value, RoomError> {
         let mut unsigned = Map::new();
         let ts: u64 = pdu.fields.origin_server_ts.0.into();
         unsigned.insert("age".into(), now_ms().saturating_sub(ts).into());
         if let Some((_, txn)) = &pdu.stored.transaction
-            && viewer == Some(pdu.sender()) {
-                unsigned.insert("transaction_id".into(), txn.as_str().into());
-            }
+            && viewer == Some(pdu.sender())
+        {
+            unsigned.insert("transaction_id".into(), txn.as_str().into());
+        }
         if let Some(replaced) = &pdu.stored.replaces_state {
             unsigned.insert("replaces_state".into(), replaced.as_str().into());
             if let Some(previous) = self.rooms.pdu(replaced)? {

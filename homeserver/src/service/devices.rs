@@ -15,7 +15,11 @@ impl Services {
     }
 
     /// Removes every device of `user` except `keep` (the caller's, when they stay logged in).
-    pub fn remove_devices(&self, user: &UserId, keep: Option<&DeviceId>) -> Result<(), StorageError> {
+    pub fn remove_devices(
+        &self,
+        user: &UserId,
+        keep: Option<&DeviceId>,
+    ) -> Result<(), StorageError> {
         for device in self.accounts.devices(user)? {
             if Some(&*device.device_id) != keep {
                 self.remove_device(user, &device.device_id)?;

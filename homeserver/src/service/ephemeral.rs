@@ -77,7 +77,9 @@ impl Ephemeral {
             let entry = typing.entry(room.to_owned()).or_default();
             match timeout {
                 Some(t) => {
-                    entry.users.insert(user.to_owned(), Instant::now() + t.min(Duration::from_secs(120)));
+                    entry
+                        .users
+                        .insert(user.to_owned(), Instant::now() + t.min(Duration::from_secs(120)));
                 }
                 None => {
                     entry.users.remove(user);
@@ -169,8 +171,11 @@ impl Ephemeral {
         since: u64,
         upto: u64,
     ) -> Result<Option<Value>, StorageError> {
-        let mut content: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
-        for entry in self.receipts.scan_prefix_from(&room.to_owned(), &(room.to_owned(), since + 1), true)? {
+        let mut content: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> =
+            BTreeMap::new();
+        for entry in
+            self.receipts.scan_prefix_from(&room.to_owned(), &(room.to_owned(), since + 1), true)?
+        {
             let ((_, count), Json(receipt)) = entry?;
             if count > upto {
                 break;
@@ -196,14 +201,20 @@ impl Ephemeral {
     }
 
     /// The event a user last read in a room (`m.read` or `m.read.private`, unthreaded or main).
-    pub fn read_up_to(&self, room: &RoomId, user: &UserId) -> Result<Option<(OwnedEventId, u64)>, StorageError> {
+    pub fn read_up_to(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<(OwnedEventId, u64)>, StorageError> {
         let mut best: Option<(OwnedEventId, u64)> = None;
         for kind in ["m.read|", "m.read.private|", "m.read|main", "m.read.private|main"] {
-            if let Some(count) = self.latest.get(&(room.to_owned(), user.to_owned(), kind.to_owned()))?
+            if let Some(count) =
+                self.latest.get(&(room.to_owned(), user.to_owned(), kind.to_owned()))?
                 && let Some(Json(receipt)) = self.receipts.get(&(room.to_owned(), count))?
-                    && best.as_ref().is_none_or(|(_, c)| count > *c) {
-                        best = Some((receipt.event_id, count));
-                    }
+                && best.as_ref().is_none_or(|(_, c)| count > *c)
+            {
+                best = Some((receipt.event_id, count));
+            }
         }
         Ok(best)
     }

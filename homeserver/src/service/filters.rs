@@ -56,23 +56,26 @@ pub fn matches(filter: &RoomEventFilter, pdu: &PduEvent) -> bool {
         return false;
     }
     if let Some(types) = &filter.types
-        && !types.iter().any(|t| glob(t, &kind)) {
-            return false;
-        }
+        && !types.iter().any(|t| glob(t, &kind))
+    {
+        return false;
+    }
     if filter.not_senders.iter().any(|s| s == pdu.sender()) {
         return false;
     }
     if let Some(senders) = &filter.senders
-        && !senders.iter().any(|s| s == pdu.sender()) {
-            return false;
-        }
+        && !senders.iter().any(|s| s == pdu.sender())
+    {
+        return false;
+    }
     if filter.not_rooms.iter().any(|r| r == pdu.room_id()) {
         return false;
     }
     if let Some(rooms) = &filter.rooms
-        && !rooms.iter().any(|r| r == pdu.room_id()) {
-            return false;
-        }
+        && !rooms.iter().any(|r| r == pdu.room_id())
+    {
+        return false;
+    }
     if let Some(url) = &filter.url_filter {
         let has_url = pdu.content_object().contains_key("url");
         let wants = matches!(url, ruma::api::client::filter::UrlFilter::EventsWithUrl);

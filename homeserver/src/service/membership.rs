@@ -13,17 +13,23 @@ use super::{
 
 impl Services {
     /// The member-event content for `user` with their profile.
-    fn member_content(&self, user: &UserId, membership: &str, reason: Option<&str>) -> Result<Value, RoomError> {
+    fn member_content(
+        &self,
+        user: &UserId,
+        membership: &str,
+        reason: Option<&str>,
+    ) -> Result<Value, RoomError> {
         let mut content = json!({ "membership": membership });
         if (membership == "join" || membership == "invite" || membership == "knock")
-            && let Some(account) = self.accounts.account(user)? {
-                if let Some(name) = account.displayname {
-                    content["displayname"] = name.into();
-                }
-                if let Some(url) = account.avatar_url {
-                    content["avatar_url"] = url.into();
-                }
+            && let Some(account) = self.accounts.account(user)?
+        {
+            if let Some(name) = account.displayname {
+                content["displayname"] = name.into();
             }
+            if let Some(url) = account.avatar_url {
+                content["avatar_url"] = url.into();
+            }
+        }
         if let Some(reason) = reason {
             content["reason"] = reason.into();
         }
@@ -48,7 +54,12 @@ impl Services {
     }
 
     /// Joins a local room.
-    pub fn join(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<OwnedRoomId, RoomError> {
+    pub fn join(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        reason: Option<&str>,
+    ) -> Result<OwnedRoomId, RoomError> {
         if !self.rooms.exists(room_id)? {
             return Err(RoomError::UnknownRoom(room_id.to_owned()));
         }
@@ -61,7 +72,12 @@ impl Services {
     }
 
     /// Asks to join a room whose join rule allows knocking.
-    pub fn knock(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<(), RoomError> {
+    pub fn knock(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        reason: Option<&str>,
+    ) -> Result<(), RoomError> {
         if !self.rooms.exists(room_id)? {
             return Err(RoomError::UnknownRoom(room_id.to_owned()));
         }
@@ -70,7 +86,12 @@ impl Services {
     }
 
     /// Leaves a room, or rejects an invite, or withdraws a knock.
-    pub fn leave(&self, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<(), RoomError> {
+    pub fn leave(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        reason: Option<&str>,
+    ) -> Result<(), RoomError> {
         let content = self.member_content(user, "leave", reason)?;
         self.send_member_event(room_id, user, user, content)
     }
@@ -94,10 +115,10 @@ impl Services {
             if matches!(
                 entry.membership,
                 MembershipState::Join | MembershipState::Invite | MembershipState::Knock
-            )
-                && let Err(e) = self.leave(&room_id, user, None) {
-                    tracing::warn!(%room_id, %user, error = %e, "could not leave room");
-                }
+            ) && let Err(e) = self.leave(&room_id, user, None)
+            {
+                tracing::warn!(%room_id, %user, error = %e, "could not leave room");
+            }
         }
         Ok(())
     }

@@ -143,7 +143,8 @@ impl Services {
             config.database.state_cache_entries,
             config.database.pdu_cache_entries,
         )?;
-        let account_data = Arc::new(account_data::AccountData::new(&db, globals.clone(), notifier.clone())?);
+        let account_data =
+            Arc::new(account_data::AccountData::new(&db, globals.clone(), notifier.clone())?);
         let push = Arc::new(push::Push::new(&db, account_data.clone())?);
         rooms.add_event_hook(push.clone());
         Ok(Arc::new(Self {

@@ -48,7 +48,9 @@ impl PresenceService {
             let users = self.users.lock();
             if let Some(current) = users.get(user) {
                 // Repeating the same state is the common case (every sync announces it): no wake-up.
-                if current.state == state && (status_msg.is_none() || current.status_msg == status_msg) {
+                if current.state == state
+                    && (status_msg.is_none() || current.status_msg == status_msg)
+                {
                     return Ok(());
                 }
             }

@@ -67,7 +67,9 @@ impl Services {
             events.reverse();
         }
         if let Some(from) = query.from {
-            events.retain(|p| if query.backward { p.stored.count < from } else { p.stored.count >= from });
+            events.retain(|p| {
+                if query.backward { p.stored.count < from } else { p.stored.count >= from }
+            });
         }
         let mut page = Vec::new();
         for pdu in events {
@@ -128,7 +130,9 @@ impl Services {
             if participated_only {
                 let related = self.rooms.related_events(&root)?;
                 let participated = root.sender() == user
-                    || related.iter().any(|r| r.sender() == user && rel_type(r).as_deref() == Some("m.thread"));
+                    || related
+                        .iter()
+                        .any(|r| r.sender() == user && rel_type(r).as_deref() == Some("m.thread"));
                 if !participated {
                     continue;
                 }

@@ -43,7 +43,12 @@ pub struct RoomFacts {
 }
 
 impl Services {
-    fn state_field(&self, state: u64, kind: StateEventType, field: &str) -> Result<Option<String>, RoomError> {
+    fn state_field(
+        &self,
+        state: u64,
+        kind: StateEventType,
+        field: &str,
+    ) -> Result<Option<String>, RoomError> {
         Ok(self
             .rooms
             .state_event(state, &kind, "")?
@@ -59,7 +64,8 @@ impl Services {
             .state_event(state, &StateEventType::RoomJoinRules, "")?
             .and_then(|e| e.content_as::<RoomJoinRulesEventContent>().ok())
             .map_or(JoinRule::Invite, |c| c.join_rule);
-        let history = self.state_field(state, StateEventType::RoomHistoryVisibility, "history_visibility")?;
+        let history =
+            self.state_field(state, StateEventType::RoomHistoryVisibility, "history_visibility")?;
         let guest = self.state_field(state, StateEventType::RoomGuestAccess, "guest_access")?;
         Ok(Some(RoomFacts {
             room_id: room_id.to_owned(),
@@ -70,8 +76,12 @@ impl Services {
             canonical_alias: self
                 .state_field(state, StateEventType::RoomCanonicalAlias, "alias")?
                 .and_then(|a| OwnedRoomAliasId::try_from(a).ok()),
-            avatar_url: self.state_field(state, StateEventType::RoomAvatar, "url")?.map(OwnedMxcUri::from),
-            room_type: self.state_field(state, StateEventType::RoomCreate, "type")?.map(RoomType::from),
+            avatar_url: self
+                .state_field(state, StateEventType::RoomAvatar, "url")?
+                .map(OwnedMxcUri::from),
+            room_type: self
+                .state_field(state, StateEventType::RoomCreate, "type")?
+                .map(RoomType::from),
             join_rule,
             world_readable: history.as_deref() == Some("world_readable"),
             guest_can_join: guest.as_deref() == Some("can_join"),

@@ -48,9 +48,17 @@ pub struct SearchResults {
 
 impl Services {
     /// Searches the rooms `user` is joined to.
-    pub fn search(&self, user: &UserId, query: &SearchQuery<'_>) -> Result<SearchResults, RoomError> {
-        let words: Vec<String> =
-            query.term.split_whitespace().map(str::to_lowercase).filter(|w| !w.is_empty()).collect();
+    pub fn search(
+        &self,
+        user: &UserId,
+        query: &SearchQuery<'_>,
+    ) -> Result<SearchResults, RoomError> {
+        let words: Vec<String> = query
+            .term
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .filter(|w| !w.is_empty())
+            .collect();
         let upto = query.before.unwrap_or_else(|| self.globals.visible_count() + 1);
         let mut matches = Vec::new();
         if !words.is_empty() {
@@ -59,8 +67,13 @@ impl Services {
                     continue;
                 }
                 let Some((shortroomid, _)) = self.rooms.meta(&room_id)? else { continue };
-                let events =
-                    self.rooms.timeline_page(shortroomid, upto, Direction::Backward, SCAN_PER_ROOM, u64::MAX)?;
+                let events = self.rooms.timeline_page(
+                    shortroomid,
+                    upto,
+                    Direction::Backward,
+                    SCAN_PER_ROOM,
+                    u64::MAX,
+                )?;
                 for pdu in events {
                     if pdu.stored.redacted_by.is_some() || !filters::matches(query.filter, &pdu) {
                         continue;

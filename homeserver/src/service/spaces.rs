@@ -3,22 +3,17 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use ruma::state_res::events::RoomPowerLevelsIntField;
 use ruma::{
-    api::client::space::SpaceHierarchyRoomsChunk,
     OwnedRoomId, OwnedUserId, RoomId, UserId,
+    api::client::space::SpaceHierarchyRoomsChunk,
     events::{TimelineEventType, room::member::MembershipState},
     room::JoinRule,
     serde::Raw,
-
 };
-use ruma::state_res::events::RoomPowerLevelsIntField;
 use serde_json::{Value, json};
 
-use super::{
-    Services,
-    room_summary::RoomFacts,
-    rooms::RoomError,
-};
+use super::{Services, room_summary::RoomFacts, rooms::RoomError};
 
 /// The most rooms one hierarchy walk visits, so that a huge or malicious tree costs a bounded
 /// amount of work.
@@ -42,9 +37,13 @@ impl Services {
     /// rooms whose allow list contains a room the user is in.
     pub fn can_preview(&self, user: &UserId, facts: &RoomFacts) -> Result<bool, RoomError> {
         if let Some(entry) = self.rooms.membership(&facts.room_id, user)?
-            && matches!(entry.membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock) {
-                return Ok(true);
-            }
+            && matches!(
+                entry.membership,
+                MembershipState::Join | MembershipState::Invite | MembershipState::Knock
+            )
+        {
+            return Ok(true);
+        }
         if facts.world_readable {
             return Ok(true);
         }
@@ -56,7 +55,11 @@ impl Services {
     }
 
     /// The allowed room through which `user` may join a restricted room, if any.
-    fn allowed_by_membership(&self, user: &UserId, facts: &RoomFacts) -> Result<Option<OwnedRoomId>, RoomError> {
+    fn allowed_by_membership(
+        &self,
+        user: &UserId,
+        facts: &RoomFacts,
+    ) -> Result<Option<OwnedRoomId>, RoomError> {
         for room in facts.allowed_rooms() {
             if self.rooms.is_joined(&room, user)? {
                 return Ok(Some(room));
@@ -77,11 +80,13 @@ impl Services {
             return Ok(None);
         }
         if let Some(entry) = self.rooms.membership(room_id, user)?
-            && matches!(entry.membership, MembershipState::Join | MembershipState::Invite) {
-                return Ok(None);
-            }
+            && matches!(entry.membership, MembershipState::Join | MembershipState::Invite)
+        {
+            return Ok(None);
+        }
         if self.allowed_by_membership(user, &facts)?.is_none() {
-            let allowed: Vec<String> = facts.allowed_rooms().iter().map(ToString::to_string).collect();
+            let allowed: Vec<String> =
+                facts.allowed_rooms().iter().map(ToString::to_string).collect();
             return Err(RoomError::Forbidden(format!(
                 "this room is restricted: join one of these rooms first, or ask for an invitation: {}",
                 allowed.join(", ")
@@ -99,22 +104,30 @@ impl Services {
 
     /// The `m.space.child` events of a room that name a child (non-empty `via`), in the spec's
     /// order: by `order` when valid, then by the event's timestamp, then by room ID.
-    fn space_children(&self, facts: &RoomFacts) -> Result<Vec<(OwnedRoomId, Value, bool)>, RoomError> {
+    fn space_children(
+        &self,
+        facts: &RoomFacts,
+    ) -> Result<Vec<(OwnedRoomId, Value, bool)>, RoomError> {
         let mut children = Vec::new();
         for pdu in self.rooms.state_events(facts.state)? {
             if *pdu.kind() != TimelineEventType::SpaceChild {
                 continue;
             }
-            let Some(child) = pdu.state_key().and_then(|k| OwnedRoomId::try_from(k).ok()) else { continue };
+            let Some(child) = pdu.state_key().and_then(|k| OwnedRoomId::try_from(k).ok()) else {
+                continue;
+            };
             let content = pdu.content_object();
-            let has_via = content.get("via").and_then(Value::as_array).is_some_and(|v| !v.is_empty());
+            let has_via =
+                content.get("via").and_then(Value::as_array).is_some_and(|v| !v.is_empty());
             if !has_via {
                 continue;
             }
             let order = content
                 .get("order")
                 .and_then(Value::as_str)
-                .filter(|o| o.len() <= MAX_ORDER_LEN && o.bytes().all(|b| (0x20..=0x7E).contains(&b)))
+                .filter(|o| {
+                    o.len() <= MAX_ORDER_LEN && o.bytes().all(|b| (0x20..=0x7E).contains(&b))
+                })
                 .map(str::to_owned);
             let suggested = content.get("suggested").and_then(Value::as_bool).unwrap_or(false);
             let ts: u64 = pdu.fields.origin_server_ts.0.into();
@@ -134,7 +147,10 @@ impl Services {
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => a.1.cmp(&b.1).then(a.2.cmp(&b.2)),
         });
-        Ok(children.into_iter().map(|(_, _, child, event, suggested)| (child, event, suggested)).collect())
+        Ok(children
+            .into_iter()
+            .map(|(_, _, child, event, suggested)| (child, event, suggested))
+            .collect())
     }
 
     /// Walks a space breadth-first, as `user` may see it. Cycles are cut; rooms the user may not
@@ -166,17 +182,22 @@ impl Services {
                     continue;
                 }
                 children_state.push(Raw::from_json(
-                    serde_json::value::to_raw_value(event).map_err(|e| RoomError::BadRequest(e.to_string()))?,
+                    serde_json::value::to_raw_value(event)
+                        .map_err(|e| RoomError::BadRequest(e.to_string()))?,
                 ));
                 if max_depth.is_some_and(|max| depth >= max) || !seen.insert(child.clone()) {
                     continue;
                 }
                 if let Some(child_facts) = self.room_facts(child)?
-                    && self.can_preview(user, &child_facts)? {
-                        queue.push_back((child_facts, depth + 1));
-                    }
+                    && self.can_preview(user, &child_facts)?
+                {
+                    queue.push_back((child_facts, depth + 1));
+                }
             }
-            out.push(HierarchyRoom { chunk: SpaceHierarchyRoomsChunk::new(facts.summary(), children_state), depth });
+            out.push(HierarchyRoom {
+                chunk: SpaceHierarchyRoomsChunk::new(facts.summary(), children_state),
+                depth,
+            });
         }
         Ok(out)
     }

@@ -13,11 +13,9 @@ use ruma::{
     OwnedRoomId, OwnedUserId, UInt, UserId,
     api::client::{
         filter::{FilterDefinition, LazyLoadOptions},
-        sync::sync_events::{
-            v3::{
-                InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response,
-                State, StateEvents,
-            },
+        sync::sync_events::v3::{
+            InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom, Response,
+            State, StateEvents,
         },
     },
     events::{StateEventType, TimelineEventType, room::member::MembershipState},
@@ -25,8 +23,7 @@ use ruma::{
 use serde_json::{Value, json};
 
 use super::{
-    Services,
-    filters,
+    Services, filters,
     rooms::{
         RoomError,
         membership::MembershipEntry,
@@ -108,7 +105,8 @@ impl Services {
                 }
                 MembershipState::Leave | MembershipState::Ban
                     if !entry.forgotten
-                        && ((since > 0 && entry.since > since) || req.filter.room.include_leave) =>
+                        && ((since > 0 && entry.since > since)
+                            || req.filter.room.include_leave) =>
                 {
                     if let Some(left) = self.left_room(req, &room_id, &entry)? {
                         response.rooms.leave.insert(room_id, left);
@@ -143,8 +141,12 @@ impl Services {
         let typing = self.ephemeral.typing_since(room_id, ephemeral_since);
         let receipts = self.ephemeral.receipts_since(room_id, &req.user, ephemeral_since, upto)?;
 
-        if !initial && !req.full_state && meta.last_count <= since && typing.is_none()
-            && receipts.is_none() && account_data.is_empty()
+        if !initial
+            && !req.full_state
+            && meta.last_count <= since
+            && typing.is_none()
+            && receipts.is_none()
+            && account_data.is_empty()
         {
             return Ok(None);
         }
@@ -164,12 +166,15 @@ impl Services {
 
         let end_state = match events.last() {
             Some(last) => last.stored.state_after,
-            None => self.rooms.event_at(shortroomid, upto)?.map_or(meta.state, |p| p.stored.state_after),
+            None => {
+                self.rooms.event_at(shortroomid, upto)?.map_or(meta.state, |p| p.stored.state_after)
+            }
         };
         let start_state = events.first().map_or(end_state, |first| first.stored.state_before);
 
         let state_events = if req.use_state_after {
-            let base = if initial || req.full_state { 0 } else { self.state_at(shortroomid, since)? };
+            let base =
+                if initial || req.full_state { 0 } else { self.state_at(shortroomid, since)? };
             self.state_delta(base, end_state)?
         } else if initial || req.full_state {
             self.state_delta(0, start_state)?
@@ -179,9 +184,11 @@ impl Services {
         } else {
             Vec::new()
         };
-        let lazy = matches!(req.filter.room.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
+        let lazy =
+            matches!(req.filter.room.state.lazy_load_options, LazyLoadOptions::Enabled { .. });
         let senders: HashSet<&UserId> = events.iter().map(|e| e.sender()).collect();
-        let timeline_ids: HashSet<&ruma::OwnedEventId> = events.iter().map(|e| e.event_id()).collect();
+        let timeline_ids: HashSet<&ruma::OwnedEventId> =
+            events.iter().map(|e| e.event_id()).collect();
         let state_json: Vec<Value> = state_events
             .iter()
             // `state` is the state before the timeline, so it leaves out the timeline's own state
@@ -262,9 +269,10 @@ impl Services {
         let mut out = Vec::new();
         for (key, event) in to_map.iter() {
             if from_map.get(key) != Some(event)
-                && let Some(pdu) = self.rooms.pdu_by_short(*event)? {
-                    out.push(pdu);
-                }
+                && let Some(pdu) = self.rooms.pdu_by_short(*event)?
+            {
+                out.push(pdu);
+            }
         }
         Ok(out)
     }
@@ -299,7 +307,8 @@ impl Services {
         joined: &mut JoinedRoom,
     ) -> Result<(), RoomError> {
         let members = self.rooms.members(room_id)?;
-        let joined_count = members.iter().filter(|(_, m)| m.membership == MembershipState::Join).count();
+        let joined_count =
+            members.iter().filter(|(_, m)| m.membership == MembershipState::Join).count();
         let invited_count =
             members.iter().filter(|(_, m)| m.membership == MembershipState::Invite).count();
         joined.summary.joined_member_count = Some(UInt::from(joined_count as u32));
@@ -310,7 +319,8 @@ impl Services {
             joined.summary.heroes = members
                 .iter()
                 .filter(|(u, m)| {
-                    *u != user && matches!(m.membership, MembershipState::Join | MembershipState::Invite)
+                    *u != user
+                        && matches!(m.membership, MembershipState::Join | MembershipState::Invite)
                 })
                 .take(5)
                 .map(|(u, _)| u.clone())

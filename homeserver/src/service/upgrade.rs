@@ -3,8 +3,7 @@
 
 use ruma::{
     OwnedRoomId, RoomId, RoomVersionId, UserId,
-    api::client::room::create_room::v3::Request as CreateRoomRequest,
-    events::StateEventType,
+    api::client::room::create_room::v3::Request as CreateRoomRequest, events::StateEventType,
     serde::Raw,
 };
 use serde_json::{Value, json};
@@ -41,11 +40,14 @@ impl Services {
             .rooms
             .state_event(meta.state, &StateEventType::RoomCreate, "")?
             .ok_or_else(|| RoomError::Forbidden("room has no create event".into()))?;
-        let power_levels = self.rooms.state_event(meta.state, &StateEventType::RoomPowerLevels, "")?;
+        let power_levels =
+            self.rooms.state_event(meta.state, &StateEventType::RoomPowerLevels, "")?;
         // Refuse before creating anything: the tombstone needs its power level.
         if !self.rooms.may_send_state(room_id, user, &StateEventType::RoomTombstone)? {
             let needed = self.rooms.state_event_level(room_id, &StateEventType::RoomTombstone)?;
-            return Err(RoomError::Forbidden(format!("upgrading the room needs power level {needed}")));
+            return Err(RoomError::Forbidden(format!(
+                "upgrading the room needs power level {needed}"
+            )));
         }
 
         let last_event = meta.extremities.first().cloned();
@@ -70,11 +72,13 @@ impl Services {
         if let Some(pl) = &power_levels {
             let mut content = pl.content_object();
             // Creators of v12 rooms hold their power through the create event, not the users map.
-            let new_rules = version.rules().ok_or_else(|| RoomError::UnsupportedVersion(version.clone()))?;
+            let new_rules =
+                version.rules().ok_or_else(|| RoomError::UnsupportedVersion(version.clone()))?;
             if new_rules.authorization.explicitly_privilege_room_creators
-                && let Some(users) = content.get_mut("users").and_then(Value::as_object_mut) {
-                    users.remove(user.as_str());
-                }
+                && let Some(users) = content.get_mut("users").and_then(Value::as_object_mut)
+            {
+                users.remove(user.as_str());
+            }
             request.power_level_content_override = Some(raw(&Value::Object(content))?);
         }
         let account = self.accounts.account(user)?.unwrap_or_default();
@@ -114,10 +118,22 @@ impl Services {
             self.rooms.aliases.set_public(old, false)?;
             self.rooms.aliases.set_public(new, true)?;
         }
-        if let Some(canonical) = self.rooms.current_state_event(old, &StateEventType::RoomCanonicalAlias, "")? {
+        if let Some(canonical) =
+            self.rooms.current_state_event(old, &StateEventType::RoomCanonicalAlias, "")?
+        {
             let content = Value::Object(canonical.content_object());
-            self.rooms.append(new, user, PduTemplate::state(StateEventType::RoomCanonicalAlias, "", content), None)?;
-            self.rooms.append(old, user, PduTemplate::state(StateEventType::RoomCanonicalAlias, "", json!({})), None)?;
+            self.rooms.append(
+                new,
+                user,
+                PduTemplate::state(StateEventType::RoomCanonicalAlias, "", content),
+                None,
+            )?;
+            self.rooms.append(
+                old,
+                user,
+                PduTemplate::state(StateEventType::RoomCanonicalAlias, "", json!({})),
+                None,
+            )?;
         }
         Ok(())
     }
@@ -125,7 +141,13 @@ impl Services {
     /// Keeps the room's place in the space tree: a space's children and the room's parents are
     /// copied to the new room, and each parent space (where the user may) lists the new room in
     /// place of the old one.
-    fn relink_spaces(&self, user: &UserId, old: &RoomId, new: &RoomId, old_state: u64) -> Result<(), RoomError> {
+    fn relink_spaces(
+        &self,
+        user: &UserId,
+        old: &RoomId,
+        new: &RoomId,
+        old_state: u64,
+    ) -> Result<(), RoomError> {
         for pdu in self.rooms.state_events(old_state)? {
             let kind = pdu.kind().to_string();
             if kind != "m.space.child" && kind != "m.space.parent" {
@@ -136,18 +158,26 @@ impl Services {
             if content.as_object().is_none_or(|c| c.is_empty()) {
                 continue;
             }
-            let template = PduTemplate::state(StateEventType::from(kind.as_str()), state_key, content.clone());
+            let template =
+                PduTemplate::state(StateEventType::from(kind.as_str()), state_key, content.clone());
             if let Err(e) = self.rooms.append(new, user, template, None) {
                 tracing::warn!(%new, error = %e, "could not copy a space link to the upgraded room");
             }
             if kind == "m.space.parent" {
                 let Ok(parent) = ruma::OwnedRoomId::try_from(state_key) else { continue };
-                let Some(child) = self.rooms.current_state_event(&parent, &StateEventType::SpaceChild, old.as_str())? else {
+                let Some(child) = self.rooms.current_state_event(
+                    &parent,
+                    &StateEventType::SpaceChild,
+                    old.as_str(),
+                )?
+                else {
                     continue;
                 };
                 let child_content = Value::Object(child.content_object());
-                let add = PduTemplate::state(StateEventType::SpaceChild, new.as_str(), child_content);
-                let remove = PduTemplate::state(StateEventType::SpaceChild, old.as_str(), json!({}));
+                let add =
+                    PduTemplate::state(StateEventType::SpaceChild, new.as_str(), child_content);
+                let remove =
+                    PduTemplate::state(StateEventType::SpaceChild, old.as_str(), json!({}));
                 if self.rooms.append(&parent, user, add, None).is_ok() {
                     let _ = self.rooms.append(&parent, user, remove, None);
                 }
@@ -181,5 +211,7 @@ impl Services {
 }
 
 fn raw<T>(value: &Value) -> Result<Raw<T>, RoomError> {
-    Ok(Raw::from_json(serde_json::value::to_raw_value(value).map_err(|e| RoomError::BadRequest(e.to_string()))?))
+    Ok(Raw::from_json(
+        serde_json::value::to_raw_value(value).map_err(|e| RoomError::BadRequest(e.to_string()))?,
+    ))
 }

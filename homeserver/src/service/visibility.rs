@@ -22,7 +22,8 @@ enum HistoryVisibility {
 
 impl Services {
     fn history_visibility(&self, shortstatehash: u64) -> Result<HistoryVisibility, RoomError> {
-        let event = self.rooms.state_event(shortstatehash, &StateEventType::RoomHistoryVisibility, "")?;
+        let event =
+            self.rooms.state_event(shortstatehash, &StateEventType::RoomHistoryVisibility, "")?;
         let value = event
             .map(|e| e.content_object())
             .and_then(|c| c.get("history_visibility").and_then(Value::as_str).map(str::to_owned));
@@ -34,8 +35,13 @@ impl Services {
         })
     }
 
-    fn membership_in(&self, shortstatehash: u64, user: &UserId) -> Result<Option<MembershipState>, RoomError> {
-        let event = self.rooms.state_event(shortstatehash, &StateEventType::RoomMember, user.as_str())?;
+    fn membership_in(
+        &self,
+        shortstatehash: u64,
+        user: &UserId,
+    ) -> Result<Option<MembershipState>, RoomError> {
+        let event =
+            self.rooms.state_event(shortstatehash, &StateEventType::RoomMember, user.as_str())?;
         Ok(event.and_then(|e| {
             e.content_object().get("membership").and_then(Value::as_str).map(MembershipState::from)
         }))
@@ -51,7 +57,8 @@ impl Services {
         Ok(match visibility {
             HistoryVisibility::WorldReadable => true,
             HistoryVisibility::Shared => {
-                at_event == Some(MembershipState::Join) || self.rooms.is_joined(pdu.room_id(), user)?
+                at_event == Some(MembershipState::Join)
+                    || self.rooms.is_joined(pdu.room_id(), user)?
             }
             HistoryVisibility::Invited => {
                 matches!(at_event, Some(MembershipState::Join | MembershipState::Invite))
@@ -71,13 +78,19 @@ impl Services {
 
     /// The state snapshot `user` may read: the current one for members, the one at their leave
     /// for former members (who keep what they saw), none otherwise.
-    pub fn readable_state(&self, user: &UserId, room_id: &RoomId) -> Result<Option<u64>, RoomError> {
+    pub fn readable_state(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+    ) -> Result<Option<u64>, RoomError> {
         let Some((_, meta)) = self.rooms.meta(room_id)? else { return Ok(None) };
         if self.can_read_room(user, room_id)? {
             return Ok(Some(meta.state));
         }
         match self.rooms.membership(room_id, user)? {
-            Some(entry) if matches!(entry.membership, MembershipState::Leave | MembershipState::Ban) => {
+            Some(entry)
+                if matches!(entry.membership, MembershipState::Leave | MembershipState::Ban) =>
+            {
                 // Only if they had joined at some point: their leave event's state says so.
                 let Some(leave) = self.rooms.pdu(&entry.event_id)? else { return Ok(None) };
                 let before = self.membership_in(leave.stored.state_before, user)?;

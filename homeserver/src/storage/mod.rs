@@ -170,10 +170,7 @@ impl relais_migrations::Store for MigrationStore {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, relais_migrations::StoreError> {
         let cf = self.0.cf(table).map_err(|e| relais_migrations::StoreError(e.to_string()))?;
-        self.0
-            .inner
-            .get_cf(cf, key)
-            .map_err(|e| relais_migrations::StoreError(e.to_string()))
+        self.0.inner.get_cf(cf, key).map_err(|e| relais_migrations::StoreError(e.to_string()))
     }
 
     fn put(

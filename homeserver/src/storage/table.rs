@@ -136,11 +136,8 @@ impl<K: KeyPart, V: Value> Table<K, V> {
         let cf = self.db.cf(self.name)?;
         let mut read_options = ReadOptions::default();
         read_options.set_prefix_same_as_start(false);
-        let iter = self.db.inner.iterator_cf_opt(
-            cf,
-            read_options,
-            IteratorMode::From(&from, direction),
-        );
+        let iter =
+            self.db.inner.iterator_cf_opt(cf, read_options, IteratorMode::From(&from, direction));
         Ok(iter
             .take_while(move |res| match res {
                 Ok((key, _)) => key.starts_with(&prefix),

@@ -14,10 +14,9 @@ use crate::time::format_utc;
 pub(super) fn usable(ctx: &Ctx<'_>) -> Verdict {
     match Unusable::of(ctx.dir, ctx.user, ctx.now_ms) {
         None => Ok(()),
-        Some(problem) => refuse(
-            Rule::R2,
-            problem.to_owner(ctx.record.and_then(|r| r.sponsor.as_ref())),
-        ),
+        Some(problem) => {
+            refuse(Rule::R2, problem.to_owner(ctx.record.and_then(|r| r.sponsor.as_ref())))
+        }
     }
 }
 
@@ -29,23 +28,14 @@ pub(super) fn register(
     invitation: Option<&Invitation>,
 ) -> Verdict {
     if !ctx.dir.is_local(ctx.user) {
-        return refuse(
-            Rule::R1,
-            format!("{} is not a user ID of this server", ctx.user),
-        );
+        return refuse(Rule::R1, format!("{} is not a user ID of this server", ctx.user));
     }
     // A deactivated ID stays retired: reusing it would let a newcomer inherit the old account's
     // rooms, invitations and audit trail.
-    if ctx
-        .record
-        .is_some_and(|r| r.status == AccountStatus::Deactivated)
-    {
+    if ctx.record.is_some_and(|r| r.status == AccountStatus::Deactivated) {
         return refuse(
             Rule::R1,
-            format!(
-                "{} belonged to a deactivated account and cannot be reused",
-                ctx.user
-            ),
+            format!("{} belonged to a deactivated account and cannot be reused", ctx.user),
         );
     }
     grant(ctx.dir, email, invitation, ctx.now_ms).map(|_| ())
@@ -85,11 +75,7 @@ fn grant(
     let by_domain = email
         .map(|e| dir.match_email(e))
         .filter(|m| m.tier != Tier::Guest)
-        .map(|m| RegistrationGrant {
-            tier: m.tier,
-            unit: m.unit,
-            sponsor: None,
-        });
+        .map(|m| RegistrationGrant { tier: m.tier, unit: m.unit, sponsor: None });
     let by_invitation = invitation.map(|inv| {
         valid_invitation(dir, inv, now_ms).map(|()| RegistrationGrant {
             tier: inv.tier,
@@ -131,10 +117,7 @@ fn valid_invitation(dir: &Directory, inv: &Invitation, now_ms: u64) -> Verdict {
     if let Some(problem) = Unusable::of(dir, &inv.issued_by, now_ms) {
         return refuse(
             Rule::R1,
-            format!(
-                "this invitation is no longer valid: {}",
-                problem.about(&inv.issued_by)
-            ),
+            format!("this invitation is no longer valid: {}", problem.about(&inv.issued_by)),
         );
     }
     admin::may_issue_invitation(&issuer, inv.tier, &inv.unit).map_err(|refusal| Refusal {

@@ -46,20 +46,13 @@ pub(super) fn scope(ctx: &Ctx<'_>, unit: &UnitId) -> Verdict {
 /// A2: `tier` is at most the actor's own.
 pub(super) fn ceiling(ctx: &Ctx<'_>, tier: Tier, what: &str) -> Verdict {
     require(tier <= ctx.tier, Rule::A2, || {
-        format!(
-            "you cannot {what} `{tier}`, which is above your own tier `{}`",
-            ctx.tier
-        )
+        format!("you cannot {what} `{tier}`, which is above your own tier `{}`", ctx.tier)
     })
 }
 
 /// The actor's delegated units, for messages.
 pub(super) fn delegations(ctx: &Ctx<'_>) -> String {
-    ctx.dir
-        .admin_units(ctx.user)
-        .map(UnitId::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    ctx.dir.admin_units(ctx.user).map(UnitId::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// Issuing a registration invitation: a guest invitation comes from an agent, who becomes the
@@ -94,10 +87,7 @@ pub(super) fn on_user<'a>(ctx: &Ctx<'a>, target: &UserId) -> Result<&'a UserReco
     ceiling(ctx, record.tier, "administer an account of tier")?;
     // An admin lower in the tree must not lock or demote someone who administers units above
     // or beside them: that would be acting on the wider organisation through one of its members.
-    if let Some(outside) = ctx
-        .dir
-        .admin_units(target)
-        .find(|u| !ctx.dir.admin_covers(ctx.user, u))
+    if let Some(outside) = ctx.dir.admin_units(target).find(|u| !ctx.dir.admin_covers(ctx.user, u))
     {
         return Err(refusal(
             Rule::A1,
@@ -111,11 +101,9 @@ pub(super) fn on_user<'a>(ctx: &Ctx<'a>, target: &UserId) -> Result<&'a UserReco
 
 /// Deactivation is final: a deactivated account is neither unlocked nor deactivated again.
 fn not_deactivated(record: &UserRecord, target: &UserId) -> Verdict {
-    require(
-        record.status != AccountStatus::Deactivated,
-        Rule::R2,
-        || format!("{target}'s account is deactivated for good; create a new account instead"),
-    )
+    require(record.status != AccountStatus::Deactivated, Rule::R2, || {
+        format!("{target}'s account is deactivated for good; create a new account instead")
+    })
 }
 
 /// R2: a guest is renewed by their sponsor or an admin, never into the past nor beyond the
@@ -134,15 +122,9 @@ fn renew_guest(ctx: &Ctx<'_>, target: &UserId, until_ms: u64) -> Verdict {
 
 /// The guest's sponsor (still an agent), or an admin in scope.
 fn sponsor_or_admin<'a>(ctx: &Ctx<'a>, target: &UserId) -> Result<&'a UserRecord, Refusal> {
-    let record = ctx
-        .dir
-        .user(target)
-        .filter(|r| r.tier == Tier::Guest && ctx.dir.is_local(target));
+    let record = ctx.dir.user(target).filter(|r| r.tier == Tier::Guest && ctx.dir.is_local(target));
     let Some(record) = record else {
-        return Err(refusal(
-            Rule::R2,
-            format!("{target} is not a guest of this server"),
-        ));
+        return Err(refusal(Rule::R2, format!("{target} is not a guest of this server")));
     };
     if record.sponsor.as_ref() == Some(ctx.user) && ctx.tier == Tier::Agent {
         return Ok(record);

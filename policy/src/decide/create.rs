@@ -35,15 +35,11 @@ pub(super) fn workspace(
     if admin || !ctx.dir.units().requires_workspace_approval(unit) {
         return Ok(());
     }
-    require(
-        approved_by.is_some_and(|a| is_valid_approver(ctx, a, unit)),
-        Rule::W1,
-        || {
-            format!(
-                "your organisation requires an administrator's approval for new workspaces; ask an administrator of `{unit}`"
-            )
-        },
-    )
+    require(approved_by.is_some_and(|a| is_valid_approver(ctx, a, unit)), Rule::W1, || {
+        format!(
+            "your organisation requires an administrator's approval for new workspaces; ask an administrator of `{unit}`"
+        )
+    })
 }
 
 /// An approval counts if its author could approve now (an active state agent whose delegation
@@ -75,14 +71,10 @@ pub(super) fn room(
     require(class != AccessClass::Direct, Rule::W2, || {
         "start a direct conversation instead of a room of class `direct`".to_owned()
     })?;
-    require(
-        ctx.tier == Tier::Agent || class != AccessClass::Agents,
-        Rule::W2,
-        || {
-            "public-sector agents create rooms of class `public` or `open`; rooms for state agents only are created by state agents"
+    require(ctx.tier == Tier::Agent || class != AccessClass::Agents, Rule::W2, || {
+        "public-sector agents create rooms of class `public` or `open`; rooms for state agents only are created by state agents"
             .to_owned()
-        },
-    )?;
+    })?;
     match parent {
         Some(ws) => in_workspace(ctx, class, ws),
         None => Ok(()),
@@ -98,13 +90,9 @@ fn in_workspace(ctx: &Ctx<'_>, class: AccessClass, ws: &WorkspaceFacts) -> Verdi
     require(ws_class.admits(ctx.tier), Rule::W2, || {
         format!("this workspace is open to `{ws_class}` members only")
     })?;
-    require(
-        ctx.tier == Tier::Agent || ws.actor_power >= MODERATOR_POWER,
-        Rule::W2,
-        || {
-            "public-sector agents create rooms only in workspaces where they are moderators; ask a workspace admin".to_owned()
-        },
-    )?;
+    require(ctx.tier == Tier::Agent || ws.actor_power >= MODERATOR_POWER, Rule::W2, || {
+        "public-sector agents create rooms only in workspaces where they are moderators; ask a workspace admin".to_owned()
+    })?;
     require(!class.is_more_open_than(ws_class), Rule::C1, || {
         format!(
             "a room cannot be more open than its workspace (`{ws_class}`); choose `{ws_class}` or a more restrictive class"

@@ -12,10 +12,7 @@ use crate::tier::Tier;
 /// only, never a direct conversation.
 fn publishable(room: &RoomFacts) -> bool {
     !room.is_direct_conversation()
-        && matches!(
-            room.effective_class(),
-            AccessClass::Agents | AccessClass::Public
-        )
+        && matches!(room.effective_class(), AccessClass::Agents | AccessClass::Public)
 }
 
 /// D1: agents and public agents publish `agents` and `public` rooms; guests publish nothing.
@@ -72,9 +69,7 @@ pub(super) fn search_users(ctx: &Ctx<'_>, target: &UserId, shares_room: bool) ->
             "guests find only the people they share a room with".to_owned()
         });
     }
-    require(
-        shares_room || !record.is_some_and(|r| r.hidden),
-        Rule::D3,
-        || format!("{target} chose not to be listed in the user directory"),
-    )
+    require(shares_room || !record.is_some_and(|r| r.hidden), Rule::D3, || {
+        format!("{target} chose not to be listed in the user directory")
+    })
 }

@@ -34,21 +34,14 @@ pub(super) fn join(ctx: &Ctx<'_>, room: &RoomFacts) -> Verdict {
 /// M2, M3, M1 and M4 for an invitation of `target`.
 pub(super) fn invite(ctx: &Ctx<'_>, target: &UserId, room: &RoomFacts) -> Verdict {
     if ctx.tier == Tier::Guest {
-        return refuse(
-            Rule::M2,
-            "guests cannot invite anyone; ask a state agent in the room",
-        );
+        return refuse(Rule::M2, "guests cannot invite anyone; ask a state agent in the room");
     }
     let target_tier = ctx.dir.tier_of(target);
-    require(
-        target_tier != Tier::Guest || ctx.tier == Tier::Agent,
-        Rule::M3,
-        || {
-            format!(
-                "{target} is a guest, and only state agents invite guests (they become the guest's sponsor); ask a state agent in the room"
-            )
-        },
-    )?;
+    require(target_tier != Tier::Guest || ctx.tier == Tier::Agent, Rule::M3, || {
+        format!(
+            "{target} is a guest, and only state agents invite guests (they become the guest's sponsor); ask a state agent in the room"
+        )
+    })?;
     require(room.actor_power >= room.invite_power, Rule::M2, || {
         format!(
             "inviting in this room needs power level {}, and yours is {}",
@@ -80,10 +73,7 @@ pub(super) fn knock(ctx: &Ctx<'_>, room: &RoomFacts) -> Verdict {
 fn admits(room: &RoomFacts, tier: Tier, who: &str) -> Verdict {
     let class = room.effective_class();
     require(class.admits(tier), Rule::M1, || {
-        format!(
-            "this room is for {} only, and {who} is of tier `{tier}`",
-            audience(class)
-        )
+        format!("this room is for {} only, and {who} is of tier `{tier}`", audience(class))
     })
 }
 

@@ -51,15 +51,12 @@ fn check(action: &Action, ctx: &Ctx<'_>, room: Option<&RoomFacts>) -> Verdict {
     account::usable(ctx)?;
     match action {
         Action::Register { .. } | Action::Login => Ok(()),
-        Action::CreateWorkspace {
-            unit,
-            class,
-            approved_by,
-        } => create::workspace(ctx, unit, *class, approved_by.as_ref()),
-        Action::CreateRoom {
-            class,
-            parent_workspace,
-        } => create::room(ctx, *class, parent_workspace.as_ref()),
+        Action::CreateWorkspace { unit, class, approved_by } => {
+            create::workspace(ctx, unit, *class, approved_by.as_ref())
+        }
+        Action::CreateRoom { class, parent_workspace } => {
+            create::room(ctx, *class, parent_workspace.as_ref())
+        }
         Action::CreateDirect { with, shares_room } => create::direct(ctx, with, *shares_room),
         Action::Join { .. } => membership::join(ctx, need_room(room, Rule::M1)?),
         Action::Invite { target, .. } => {
@@ -74,10 +71,9 @@ fn check(action: &Action, ctx: &Ctx<'_>, room: Option<&RoomFacts>) -> Verdict {
         }
         Action::PublishInDirectory { .. } => listing::publish(ctx, need_room(room, Rule::D1)?),
         Action::SeeRoomDirectory => listing::see_rooms(ctx, room),
-        Action::SearchUserDirectory {
-            target,
-            shares_room,
-        } => listing::search_users(ctx, target, *shares_room),
+        Action::SearchUserDirectory { target, shares_room } => {
+            listing::search_users(ctx, target, *shares_room)
+        }
         // Listed one by one so that a new action is a compile error here, not a silent refusal.
         Action::IssueInvitation { .. }
         | Action::SetTier { .. }
@@ -120,13 +116,7 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(user: &'a UserId, dir: &'a Directory, now_ms: u64) -> Ctx<'a> {
-        Ctx {
-            dir,
-            now_ms,
-            user,
-            tier: dir.tier_of(user),
-            record: dir.user(user),
-        }
+        Ctx { dir, now_ms, user, tier: dir.tier_of(user), record: dir.user(user) }
     }
 
     /// Server admins and the policy bot.
@@ -195,10 +185,9 @@ impl Unusable {
                     .to_owned()
             }
             Unusable::Deactivated => "your account has been deactivated".to_owned(),
-            Unusable::Expired(at) => format!(
-                "your account expired on {}; ask {renewer} to renew it",
-                format_utc(*at)
-            ),
+            Unusable::Expired(at) => {
+                format!("your account expired on {}; ask {renewer} to renew it", format_utc(*at))
+            }
             Unusable::IncompleteGuest => format!(
                 "your guest account has no sponsor or expiry on record; ask {renewer} to renew it"
             ),

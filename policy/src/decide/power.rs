@@ -26,11 +26,7 @@ pub fn max_power_level(tier: Tier) -> i64 {
 pub(super) fn set_level(ctx: &Ctx<'_>, target: &UserId, level: i64, room: &RoomFacts) -> Verdict {
     let tier = ctx.dir.tier_of(target);
     let max = max_power_level(tier);
-    let place = if room.is_workspace {
-        "in a workspace, "
-    } else {
-        ""
-    };
+    let place = if room.is_workspace { "in a workspace, " } else { "" };
     require(level <= max, Rule::P1, || {
         format!(
             "{place}{target} is of tier `{tier}` and may hold at most power level {max}, not {level}"
@@ -60,20 +56,14 @@ pub(super) fn change_class(
             "a direct conversation's class is set when it is created and never changes",
         );
     }
-    if to.is_more_open_than(from) {
-        open(ctx, to, room)
-    } else {
-        close(ctx, room)
-    }
+    if to.is_more_open_than(from) { open(ctx, to, room) } else { close(ctx, room) }
 }
 
 /// P2: state agents who are room admins open a room, never beyond its workspace (C1).
 fn open(ctx: &Ctx<'_>, to: AccessClass, room: &RoomFacts) -> Verdict {
-    require(
-        ctx.tier == Tier::Agent && room.actor_is_room_admin(),
-        Rule::P2,
-        || "only state agents who are admins of the room can open it".to_owned(),
-    )?;
+    require(ctx.tier == Tier::Agent && room.actor_is_room_admin(), Rule::P2, || {
+        "only state agents who are admins of the room can open it".to_owned()
+    })?;
     if let Some(ws) = &room.workspace {
         let ceiling = ws.effective_class();
         require(!to.is_more_open_than(ceiling), Rule::C1, || {

@@ -34,10 +34,7 @@ pub(super) fn check(action: &Action, ctx: &Ctx<'_>, room: Option<&RoomFacts>) ->
         Action::ReadAuditLog { unit } => scope(ctx, unit),
         Action::AppointAdmin { user, unit } => appoint(ctx, user, unit),
         Action::RemoveAdmin { unit, .. } => sub_unit(ctx, unit),
-        _ => refuse(
-            Rule::A1,
-            format!("`{}` is not an administrative action", action.name()),
-        ),
+        _ => refuse(Rule::A1, format!("`{}` is not an administrative action", action.name())),
     }
 }
 
@@ -65,16 +62,12 @@ fn close(
     })?;
     scope(ctx, &workspace.unit)?;
     let current = room.map(RoomFacts::own_class);
-    require(
-        !current.is_some_and(|c| to.is_more_open_than(c)),
-        Rule::P2,
-        || {
-            format!(
-                "closing cannot make the workspace more open than `{}`",
-                current.unwrap_or(AccessClass::Agents)
-            )
-        },
-    )
+    require(!current.is_some_and(|c| to.is_more_open_than(c)), Rule::P2, || {
+        format!(
+            "closing cannot make the workspace more open than `{}`",
+            current.unwrap_or(AccessClass::Agents)
+        )
+    })
 }
 
 /// Delegations are handed down: an admin appoints admins of their units' sub-units only, never
@@ -83,10 +76,7 @@ fn close(
 /// the appointing admin does not have.
 fn appoint(ctx: &Ctx<'_>, user: &UserId, unit: &UnitId) -> Verdict {
     sub_unit(ctx, unit)?;
-    let record = ctx
-        .dir
-        .user(user)
-        .filter(|r| r.tier != Tier::Guest && ctx.dir.is_local(user));
+    let record = ctx.dir.user(user).filter(|r| r.tier != Tier::Guest && ctx.dir.is_local(user));
     let Some(record) = record else {
         return refuse(
             Rule::A3,
@@ -98,37 +88,26 @@ fn appoint(ctx: &Ctx<'_>, user: &UserId, unit: &UnitId) -> Verdict {
     if let Some(problem) = Unusable::of(ctx.dir, user, ctx.now_ms) {
         return refuse(
             Rule::A3,
-            format!(
-                "{}; an administrator needs a working account",
-                problem.about(user)
-            ),
+            format!("{}; an administrator needs a working account", problem.about(user)),
         );
     }
-    require(
-        ctx.dir.admin_covers(ctx.user, &record.unit),
-        Rule::A1,
-        || {
-            format!(
-                "{user} belongs to {}, outside the units you administer ({})",
-                record.unit,
-                delegations(ctx)
-            )
-        },
-    )?;
+    require(ctx.dir.admin_covers(ctx.user, &record.unit), Rule::A1, || {
+        format!(
+            "{user} belongs to {}, outside the units you administer ({})",
+            record.unit,
+            delegations(ctx)
+        )
+    })?;
     ceiling(ctx, record.tier, "appoint an administrator of tier")
 }
 
 /// A1: `unit` lies strictly below one of the actor's delegated units.
 fn sub_unit(ctx: &Ctx<'_>, unit: &UnitId) -> Verdict {
     scope(ctx, unit)?;
-    require(
-        ctx.dir.admin_covers_strictly(ctx.user, unit),
-        Rule::A1,
-        || {
-            format!(
-                "you appoint and remove administrators of sub-units of your units ({}) only",
-                delegations(ctx)
-            )
-        },
-    )
+    require(ctx.dir.admin_covers_strictly(ctx.user, unit), Rule::A1, || {
+        format!(
+            "you appoint and remove administrators of sub-units of your units ({}) only",
+            delegations(ctx)
+        )
+    })
 }

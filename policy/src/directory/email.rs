@@ -27,9 +27,7 @@ pub enum DomainPattern {
 impl DomainPattern {
     /// Parses a pattern as written in configuration.
     pub fn parse(pattern: &str) -> Result<DomainPattern, DirectoryError> {
-        let invalid = || DirectoryError::InvalidDomainPattern {
-            pattern: pattern.to_owned(),
-        };
+        let invalid = || DirectoryError::InvalidDomainPattern { pattern: pattern.to_owned() };
         if pattern == "*" {
             return Ok(DomainPattern::Any);
         }
@@ -38,11 +36,7 @@ impl DomainPattern {
             None => (false, pattern),
         };
         let domain = normalise_domain(domain).ok_or_else(invalid)?;
-        Ok(if wildcard {
-            DomainPattern::Subdomains(domain)
-        } else {
-            DomainPattern::Exact(domain)
-        })
+        Ok(if wildcard { DomainPattern::Subdomains(domain) } else { DomainPattern::Exact(domain) })
     }
 
     /// Whether a normalised domain (see [`email_domain`]) matches.
@@ -108,11 +102,7 @@ pub struct DomainMatch {
 impl DomainMatch {
     /// The implicit fallback: an unknown domain is a guest's.
     pub fn fallback() -> DomainMatch {
-        DomainMatch {
-            tier: Tier::Guest,
-            unit: None,
-            rule_index: None,
-        }
+        DomainMatch { tier: Tier::Guest, unit: None, rule_index: None }
     }
 }
 
@@ -147,10 +137,7 @@ pub fn email_domain(email: &str) -> Option<String> {
 /// Lowercases a domain and drops a trailing dot; `None` unless it is dot-separated labels of
 /// ASCII letters, digits and hyphens.
 fn normalise_domain(domain: &str) -> Option<String> {
-    let domain = domain
-        .strip_suffix('.')
-        .unwrap_or(domain)
-        .to_ascii_lowercase();
+    let domain = domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase();
     let label_ok = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
@@ -193,15 +180,9 @@ mod tests {
 
     #[test]
     fn wildcards_match_subdomains_at_any_depth() {
-        assert_eq!(
-            match_email(&rules(), "a@interieur.gouv.fr").rule_index,
-            Some(1)
-        );
+        assert_eq!(match_email(&rules(), "a@interieur.gouv.fr").rule_index, Some(1));
         assert_eq!(match_email(&rules(), "a@x.y.gouv.fr").rule_index, Some(1));
-        assert_eq!(
-            match_email(&rules(), "a@urgences.chu-limoges.fr").tier,
-            Tier::Public
-        );
+        assert_eq!(match_email(&rules(), "a@urgences.chu-limoges.fr").tier, Tier::Public);
     }
 
     #[test]
@@ -215,36 +196,19 @@ mod tests {
 
     #[test]
     fn matching_ignores_case_and_trailing_dot() {
-        assert_eq!(
-            match_email(&rules(), "A@Creuse.GOUV.fr.").rule_index,
-            Some(0)
-        );
+        assert_eq!(match_email(&rules(), "A@Creuse.GOUV.fr.").rule_index, Some(0));
     }
 
     #[test]
     fn the_last_rule_is_the_fallback_and_no_rule_means_guest() {
         assert_eq!(match_email(&rules(), "a@example.com").rule_index, Some(3));
-        assert_eq!(
-            match_email(&[], "a@interieur.gouv.fr"),
-            DomainMatch::fallback()
-        );
+        assert_eq!(match_email(&[], "a@interieur.gouv.fr"), DomainMatch::fallback());
     }
 
     #[test]
     fn malformed_addresses_are_guests_without_a_rule() {
-        for email in [
-            "",
-            "no-at-sign",
-            "@gouv.fr",
-            "a@",
-            "a@bad domain.fr",
-            "a@x..gouv.fr",
-        ] {
-            assert_eq!(
-                match_email(&rules(), email),
-                DomainMatch::fallback(),
-                "{email}"
-            );
+        for email in ["", "no-at-sign", "@gouv.fr", "a@", "a@bad domain.fr", "a@x..gouv.fr"] {
+            assert_eq!(match_email(&rules(), email), DomainMatch::fallback(), "{email}");
         }
     }
 
@@ -266,10 +230,7 @@ mod tests {
     #[test]
     fn patterns_round_trip_through_strings() {
         for pattern in ["*", "gouv.fr", "*.gouv.fr"] {
-            assert_eq!(
-                DomainPattern::parse(pattern).expect("valid").to_string(),
-                pattern
-            );
+            assert_eq!(DomainPattern::parse(pattern).expect("valid").to_string(), pattern);
         }
     }
 }

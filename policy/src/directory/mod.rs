@@ -40,10 +40,7 @@ impl Directory {
         let admins = self.parts.server_admins.iter().map(|u| (u, "server admin"));
         for (user, role) in bot.chain(admins) {
             if !self.is_local(user) {
-                return Err(DirectoryError::NotLocal {
-                    user: user.clone(),
-                    role,
-                });
+                return Err(DirectoryError::NotLocal { user: user.clone(), role });
             }
         }
         Ok(())
@@ -87,10 +84,7 @@ impl Directory {
             let pattern = rule.domain.to_string();
             match &rule.unit {
                 None if rule.tier != Tier::Guest => {
-                    return Err(DirectoryError::EmailRuleWithoutUnit {
-                        pattern,
-                        tier: rule.tier,
-                    });
+                    return Err(DirectoryError::EmailRuleWithoutUnit { pattern, tier: rule.tier });
                 }
                 Some(unit) if !self.tree.contains(unit) => {
                     return Err(DirectoryError::EmailRuleToUnknownUnit {
@@ -160,11 +154,7 @@ impl Directory {
 
     /// The tier of a remote server's users per the partner table; `guest` if unlisted.
     pub fn remote_server_tier(&self, server: &str) -> Tier {
-        self.parts
-            .servers
-            .get(&ServerName::from(server))
-            .copied()
-            .unwrap_or(Tier::Guest)
+        self.parts.servers.get(&ServerName::from(server)).copied().unwrap_or(Tier::Guest)
     }
 
     /// What the email rules give an address.
@@ -184,15 +174,13 @@ impl Directory {
 
     /// Whether one of the user's delegations covers `unit` (the unit is in its subtree).
     pub fn admin_covers(&self, user: &UserId, unit: &UnitId) -> bool {
-        self.admin_units(user)
-            .any(|root| self.tree.is_in_subtree(unit, root))
+        self.admin_units(user).any(|root| self.tree.is_in_subtree(unit, root))
     }
 
     /// Whether `unit` lies strictly below one of the user's delegated units: the units whose
     /// admins this user may appoint or remove.
     pub fn admin_covers_strictly(&self, user: &UserId, unit: &UnitId) -> bool {
-        self.admin_units(user)
-            .any(|root| self.tree.is_strictly_below(unit, root))
+        self.admin_units(user).any(|root| self.tree.is_strictly_below(unit, root))
     }
 
     /// The longest term a guest renewal may grant, in milliseconds.
@@ -208,21 +196,14 @@ mod tests {
     fn parts() -> DirectoryParts {
         let mut p = DirectoryParts::new("relais.test", "@policy:relais.test");
         p.units = vec![
-            Unit {
-                id: "state".into(),
-                parent: None,
-                requires_workspace_approval: false,
-            },
+            Unit { id: "state".into(), parent: None, requires_workspace_approval: false },
             Unit {
                 id: "interior".into(),
                 parent: Some("state".into()),
                 requires_workspace_approval: false,
             },
         ];
-        p.users.insert(
-            "@anne:relais.test".into(),
-            UserRecord::new(Tier::Agent, "interior"),
-        );
+        p.users.insert("@anne:relais.test".into(), UserRecord::new(Tier::Agent, "interior"));
         p.servers.insert("partner.gouv.fr".into(), Tier::Agent);
         p
     }
@@ -241,8 +222,7 @@ mod tests {
     #[test]
     fn admins_cover_their_subtree_only() {
         let mut p = parts();
-        p.delegations
-            .insert("@anne:relais.test".into(), ["interior".into()].into());
+        p.delegations.insert("@anne:relais.test".into(), ["interior".into()].into());
         let d = Directory::from_parts(p).expect("valid");
         let anne = UserId::from("@anne:relais.test");
         assert!(d.admin_covers(&anne, &"interior".into()));
@@ -253,48 +233,24 @@ mod tests {
     #[test]
     fn inconsistent_parts_are_refused() {
         let mut p = parts();
-        p.users.insert(
-            "@x:relais.test".into(),
-            UserRecord::new(Tier::Agent, "nowhere"),
-        );
-        assert!(matches!(
-            Directory::from_parts(p),
-            Err(DirectoryError::UserInUnknownUnit { .. })
-        ));
+        p.users.insert("@x:relais.test".into(), UserRecord::new(Tier::Agent, "nowhere"));
+        assert!(matches!(Directory::from_parts(p), Err(DirectoryError::UserInUnknownUnit { .. })));
 
         let mut p = parts();
-        p.delegations
-            .insert("@ghost:relais.test".into(), ["state".into()].into());
-        assert!(matches!(
-            Directory::from_parts(p),
-            Err(DirectoryError::UnknownAdmin { .. })
-        ));
+        p.delegations.insert("@ghost:relais.test".into(), ["state".into()].into());
+        assert!(matches!(Directory::from_parts(p), Err(DirectoryError::UnknownAdmin { .. })));
 
         let mut p = parts();
-        p.users.insert(
-            "@g:relais.test".into(),
-            UserRecord::guest("state", "@anne:relais.test", 1),
-        );
-        p.delegations
-            .insert("@g:relais.test".into(), ["state".into()].into());
-        assert!(matches!(
-            Directory::from_parts(p),
-            Err(DirectoryError::IneligibleAdmin { .. })
-        ));
+        p.users.insert("@g:relais.test".into(), UserRecord::guest("state", "@anne:relais.test", 1));
+        p.delegations.insert("@g:relais.test".into(), ["state".into()].into());
+        assert!(matches!(Directory::from_parts(p), Err(DirectoryError::IneligibleAdmin { .. })));
 
         let mut p = parts();
         p.server_admins.insert("@root:elsewhere.test".into());
-        assert!(matches!(
-            Directory::from_parts(p),
-            Err(DirectoryError::NotLocal { .. })
-        ));
+        assert!(matches!(Directory::from_parts(p), Err(DirectoryError::NotLocal { .. })));
 
         let mut p = parts();
-        p.email_rules.push(EmailRule {
-            domain: DomainPattern::Any,
-            tier: Tier::Agent,
-            unit: None,
-        });
+        p.email_rules.push(EmailRule { domain: DomainPattern::Any, tier: Tier::Agent, unit: None });
         assert!(matches!(
             Directory::from_parts(p),
             Err(DirectoryError::EmailRuleWithoutUnit { .. })

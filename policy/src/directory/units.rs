@@ -18,9 +18,7 @@ impl UnitTree {
         let mut map = BTreeMap::new();
         for unit in units {
             if map.insert(unit.id.clone(), unit.clone()).is_some() {
-                return Err(DirectoryError::DuplicateUnit {
-                    unit: unit.id.clone(),
-                });
+                return Err(DirectoryError::DuplicateUnit { unit: unit.id.clone() });
             }
         }
         let tree = UnitTree { units: map };
@@ -37,17 +35,12 @@ impl UnitTree {
             let Some(parent) = &current.parent else {
                 return Ok(());
             };
-            current = self
-                .units
-                .get(parent)
-                .ok_or_else(|| DirectoryError::UnknownParent {
-                    unit: current.id.clone(),
-                    parent: parent.clone(),
-                })?;
+            current = self.units.get(parent).ok_or_else(|| DirectoryError::UnknownParent {
+                unit: current.id.clone(),
+                parent: parent.clone(),
+            })?;
         }
-        Err(DirectoryError::Cycle {
-            unit: unit.id.clone(),
-        })
+        Err(DirectoryError::Cycle { unit: unit.id.clone() })
     }
 
     /// Whether the unit exists.
@@ -102,11 +95,7 @@ mod tests {
     use super::*;
 
     fn unit(id: &str, parent: Option<&str>) -> Unit {
-        Unit {
-            id: id.into(),
-            parent: parent.map(UnitId::from),
-            requires_workspace_approval: false,
-        }
+        Unit { id: id.into(), parent: parent.map(UnitId::from), requires_workspace_approval: false }
     }
 
     fn tree() -> UnitTree {
@@ -124,12 +113,7 @@ mod tests {
     fn a_unit_is_in_its_own_subtree_and_its_ancestors() {
         let t = tree();
         let creuse = UnitId::from("prefecture-creuse");
-        for root in [
-            "prefecture-creuse",
-            "prefecture-nouvelle-aquitaine",
-            "interior",
-            "state",
-        ] {
+        for root in ["prefecture-creuse", "prefecture-nouvelle-aquitaine", "interior", "state"] {
             assert!(t.is_in_subtree(&creuse, &root.into()), "{root}");
         }
     }
@@ -173,10 +157,7 @@ mod tests {
     fn unknown_parents_cycles_and_duplicates_are_refused() {
         assert_eq!(
             UnitTree::new(&[unit("a", Some("ghost"))]),
-            Err(DirectoryError::UnknownParent {
-                unit: "a".into(),
-                parent: "ghost".into()
-            })
+            Err(DirectoryError::UnknownParent { unit: "a".into(), parent: "ghost".into() })
         );
         assert!(matches!(
             UnitTree::new(&[unit("a", Some("b")), unit("b", Some("a"))]),

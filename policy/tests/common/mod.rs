@@ -1,9 +1,6 @@
 //! Shared fixtures for the integration tests: one organisation (`fixtures/directory.json`), one
 //! clock, and short ways to ask and check.
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different subset of the helpers"
-)]
+#![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
 use relais_policy::{
     AccessClass, Action, Actor, Decision, Directory, DirectoryParts, RoomFacts, Rule, UserId,
@@ -40,12 +37,7 @@ pub fn ask(actor: &str, action: &Action, room: Option<&RoomFacts>) -> Decision {
 
 /// A room of `class` where the actor is an ordinary joined member.
 pub fn room(class: AccessClass) -> RoomFacts {
-    RoomFacts {
-        class: Some(class),
-        member_count: 3,
-        actor_joined: true,
-        ..RoomFacts::default()
-    }
+    RoomFacts { class: Some(class), member_count: 3, actor_joined: true, ..RoomFacts::default() }
 }
 
 /// The same room with the actor at `power`.

@@ -48,7 +48,9 @@ async fn two_sdk_clients_chat() {
     });
     let bob_sync = {
         let bob = bob.clone();
-        tokio::spawn(async move { bob.sync(SyncSettings::default().timeout(Duration::from_secs(5))).await })
+        tokio::spawn(async move {
+            bob.sync(SyncSettings::default().timeout(Duration::from_secs(5))).await
+        })
     };
 
     alice.sync_once(SyncSettings::default()).await.expect("alice sync");
@@ -75,9 +77,7 @@ async fn two_sdk_clients_chat() {
     assert_eq!(bob_room.joined_members_count(), 2);
 
     // Back-pagination through the SDK.
-    let messages = bob_room
-        .messages(matrix_sdk::room::MessagesOptions::backward())
-        .await
-        .expect("messages");
+    let messages =
+        bob_room.messages(matrix_sdk::room::MessagesOptions::backward()).await.expect("messages");
     assert!(!messages.chunk.is_empty());
 }

@@ -9,7 +9,10 @@ async fn add_child(admin: &Client, space: &str, child: &str, extra: serde_json::
         content.extend(extra.clone());
     }
     admin
-        .put(&format!("/_matrix/client/v3/rooms/{}/state/m.space.child/{}", enc(space), enc(child)), content)
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.space.child/{}", enc(space), enc(child)),
+            content,
+        )
         .await
         .ok();
 }
@@ -44,13 +47,22 @@ async fn space_hierarchy_and_restricted_joins() {
     add_child(&alice, &sub, &space, json!({})).await;
 
     // A non-member of the space cannot join the restricted room, with a clear reason.
-    let refused = mallory.post(&format!("/_matrix/client/v3/join/{}", enc(&restricted)), json!({})).await.err(403, "M_FORBIDDEN");
+    let refused = mallory
+        .post(&format!("/_matrix/client/v3/join/{}", enc(&restricted)), json!({}))
+        .await
+        .err(403, "M_FORBIDDEN");
     assert!(refused["error"].as_str().unwrap().contains("restricted"), "{refused}");
 
     // Bob joins the space, sees its rooms, and joins the restricted child without invitation.
     bob.join(&space).await;
-    let hierarchy = bob.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space))).await.ok();
-    let rooms: Vec<&str> = hierarchy["rooms"].as_array().unwrap().iter().map(|r| r["room_id"].as_str().unwrap()).collect();
+    let hierarchy =
+        bob.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space))).await.ok();
+    let rooms: Vec<&str> = hierarchy["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["room_id"].as_str().unwrap())
+        .collect();
     assert_eq!(rooms[0], space);
     // Children in the spec's order (by `order`), the private room hidden, nested rooms included,
     // the cycle cut.
@@ -62,27 +74,45 @@ async fn space_hierarchy_and_restricted_joins() {
     let root = &hierarchy["rooms"][0];
     assert_eq!(root["room_type"], "m.space");
     assert_eq!(root["children_state"].as_array().unwrap().len(), 3);
-    let suggested = bob.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy?suggested_only=true", enc(&space))).await.ok();
+    let suggested = bob
+        .get(&format!("/_matrix/client/v1/rooms/{}/hierarchy?suggested_only=true", enc(&space)))
+        .await
+        .ok();
     assert_eq!(suggested["rooms"].as_array().unwrap().len(), 2);
-    let shallow = bob.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy?max_depth=1", enc(&space))).await.ok();
+    let shallow = bob
+        .get(&format!("/_matrix/client/v1/rooms/{}/hierarchy?max_depth=1", enc(&space)))
+        .await
+        .ok();
     assert!(!shallow["rooms"].as_array().unwrap().iter().any(|r| r["room_id"] == nested.as_str()));
 
-    let joined = bob.post(&format!("/_matrix/client/v3/join/{}", enc(&restricted)), json!({})).await.ok();
+    let joined =
+        bob.post(&format!("/_matrix/client/v3/join/{}", enc(&restricted)), json!({})).await.ok();
     assert_eq!(joined["room_id"], restricted.as_str());
     let member = bob
-        .get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(&restricted), enc("@bob:localhost")))
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&restricted),
+            enc("@bob:localhost")
+        ))
         .await
         .ok();
     assert_eq!(member["join_authorised_via_users_server"], "@alice:localhost");
 
     // Summaries: the restricted room is visible to a space member, the private one is not.
-    let summary = bob.get(&format!("/_matrix/client/v1/room_summary/{}", enc(&restricted))).await.ok();
+    let summary =
+        bob.get(&format!("/_matrix/client/v1/room_summary/{}", enc(&restricted))).await.ok();
     assert_eq!(summary["name"], "Members only");
     assert_eq!(summary["join_rule"], "restricted");
     assert_eq!(summary["membership"], "join");
-    bob.get(&format!("/_matrix/client/v1/room_summary/{}", enc(&private))).await.err(404, "M_NOT_FOUND");
-    mallory.get(&format!("/_matrix/client/v1/room_summary/{}", enc(&restricted))).await.err(404, "M_NOT_FOUND");
-    let public = mallory.get(&format!("/_matrix/client/v1/room_summary/{}", enc(&nested))).await.ok();
+    bob.get(&format!("/_matrix/client/v1/room_summary/{}", enc(&private)))
+        .await
+        .err(404, "M_NOT_FOUND");
+    mallory
+        .get(&format!("/_matrix/client/v1/room_summary/{}", enc(&restricted)))
+        .await
+        .err(404, "M_NOT_FOUND");
+    let public =
+        mallory.get(&format!("/_matrix/client/v1/room_summary/{}", enc(&nested))).await.ok();
     assert_eq!(public["num_joined_members"], 1);
 }
 
@@ -90,10 +120,14 @@ async fn space_hierarchy_and_restricted_joins() {
 async fn hierarchy_pagination_lists_each_child_once() {
     let server = TestServer::start();
     let alice = server.register("alice").await;
-    let space = alice.create_room(json!({ "creation_content": { "type": "m.space" }, "preset": "public_chat" })).await;
+    let space = alice
+        .create_room(json!({ "creation_content": { "type": "m.space" }, "preset": "public_chat" }))
+        .await;
     let mut children = HashSet::new();
     for i in 0..150 {
-        let room = alice.create_room(json!({ "name": format!("room {i}"), "preset": "public_chat" })).await;
+        let room = alice
+            .create_room(json!({ "name": format!("room {i}"), "preset": "public_chat" }))
+            .await;
         add_child(&alice, &space, &room, json!({})).await;
         children.insert(room);
     }
@@ -132,27 +166,58 @@ async fn knocks_accepted_and_refused() {
         }))
         .await;
     // Joining directly is refused; knocking is allowed.
-    carol.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.err(403, "M_FORBIDDEN");
-    carol.post(&format!("/_matrix/client/v3/knock/{}", enc(&room)), json!({ "reason": "I work on this" })).await.ok();
+    carol
+        .post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({}))
+        .await
+        .err(403, "M_FORBIDDEN");
+    carol
+        .post(
+            &format!("/_matrix/client/v3/knock/{}", enc(&room)),
+            json!({ "reason": "I work on this" }),
+        )
+        .await
+        .ok();
     dave.post(&format!("/_matrix/client/v3/knock/{}", enc(&room)), json!({})).await.ok();
 
     // The knocker sees the room in the knock section; the admin sees the knocks.
     let sync = carol.sync(None, 0).await;
-    let knock_state = sync["rooms"]["knock"][&room]["knock_state"]["events"].as_array().unwrap_or_else(|| panic!("{}", sync.to_string()));
+    let knock_state = sync["rooms"]["knock"][&room]["knock_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", sync.to_string()));
     assert!(knock_state.iter().any(|e| e["type"] == "m.room.name"));
-    let members = alice.get(&format!("/_matrix/client/v3/rooms/{}/members?membership=knock", enc(&room))).await.ok();
+    let members = alice
+        .get(&format!("/_matrix/client/v3/rooms/{}/members?membership=knock", enc(&room)))
+        .await
+        .ok();
     assert_eq!(members["chunk"].as_array().unwrap().len(), 2);
 
     // Accept Carol (invite), refuse Dave (kick).
-    alice.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), json!({ "user_id": "@carol:localhost" })).await.ok();
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            json!({ "user_id": "@carol:localhost" }),
+        )
+        .await
+        .ok();
     carol.join(&room).await;
-    alice.post(&format!("/_matrix/client/v3/rooms/{}/kick", enc(&room)), json!({ "user_id": "@dave:localhost", "reason": "no" })).await.ok();
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/kick", enc(&room)),
+            json!({ "user_id": "@dave:localhost", "reason": "no" }),
+        )
+        .await
+        .ok();
     let dave_member = alice
-        .get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(&room), enc("@dave:localhost")))
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room),
+            enc("@dave:localhost")
+        ))
         .await
         .ok();
     assert_eq!(dave_member["membership"], "leave");
-    let joined = alice.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room))).await.ok();
+    let joined =
+        alice.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room))).await.ok();
     assert!(joined["joined"].get("@carol:localhost").is_some());
     assert!(joined["joined"].get("@dave:localhost").is_none());
 }
@@ -161,23 +226,45 @@ async fn knocks_accepted_and_refused() {
 async fn upgraded_room_keeps_its_place_in_the_space() {
     let server = TestServer::start();
     let alice = server.register("alice").await;
-    let space = alice.create_room(json!({ "creation_content": { "type": "m.space" }, "preset": "public_chat" })).await;
+    let space = alice
+        .create_room(json!({ "creation_content": { "type": "m.space" }, "preset": "public_chat" }))
+        .await;
     let room = alice.create_room(json!({ "name": "Old", "preset": "public_chat" })).await;
     add_child(&alice, &space, &room, json!({ "order": "x" })).await;
     alice
         .put(
-            &format!("/_matrix/client/v3/rooms/{}/state/m.space.parent/{}", enc(&room), enc(&space)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.space.parent/{}",
+                enc(&room),
+                enc(&space)
+            ),
             json!({ "via": ["localhost"], "canonical": true }),
         )
         .await
         .ok();
-    let upgraded = alice.post(&format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&room)), json!({ "new_version": "12" })).await.ok();
+    let upgraded = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&room)),
+            json!({ "new_version": "12" }),
+        )
+        .await
+        .ok();
     let new_room = upgraded["replacement_room"].as_str().unwrap().to_owned();
-    let hierarchy = alice.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space))).await.ok();
-    let rooms: Vec<&str> = hierarchy["rooms"].as_array().unwrap().iter().map(|r| r["room_id"].as_str().unwrap()).collect();
+    let hierarchy =
+        alice.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space))).await.ok();
+    let rooms: Vec<&str> = hierarchy["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["room_id"].as_str().unwrap())
+        .collect();
     assert_eq!(rooms, vec![space.as_str(), new_room.as_str()]);
     let parent = alice
-        .get(&format!("/_matrix/client/v3/rooms/{}/state/m.space.parent/{}", enc(&new_room), enc(&space)))
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.space.parent/{}",
+            enc(&new_room),
+            enc(&space)
+        ))
         .await
         .ok();
     assert_eq!(parent["canonical"], true);

@@ -43,13 +43,16 @@ async fn incremental_sync_limited_and_lazy_members() {
     bob.join(&room).await;
     let initial = bob.sync(None, 0).await;
     let events = timeline(&initial, &room);
-    assert!(events.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == "@bob:localhost"));
+    assert!(
+        events.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == "@bob:localhost")
+    );
     let since = initial["next_batch"].as_str().unwrap().to_owned();
 
     for i in 0..15 {
         alice.say(&room, &format!("b{i}"), &format!("burst {i}")).await;
     }
-    let filter = json!({ "room": { "timeline": { "limit": 5 }, "state": { "lazy_load_members": true } } });
+    let filter =
+        json!({ "room": { "timeline": { "limit": 5 }, "state": { "lazy_load_members": true } } });
     let path = format!(
         "/_matrix/client/v3/sync?since={since}&filter={}",
         relais_tests::enc(&filter.to_string())
@@ -62,17 +65,34 @@ async fn incremental_sync_limited_and_lazy_members() {
     assert!(joined["timeline"]["prev_batch"].is_string());
 
     // A stored filter works the same.
-    let filter_id = bob.post("/_matrix/client/v3/user/@bob:localhost/filter", filter).await.ok()["filter_id"].as_str().unwrap().to_owned();
-    let stored = bob.get(&format!("/_matrix/client/v3/user/@bob:localhost/filter/{filter_id}")).await.ok();
+    let filter_id =
+        bob.post("/_matrix/client/v3/user/@bob:localhost/filter", filter).await.ok()["filter_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let stored =
+        bob.get(&format!("/_matrix/client/v3/user/@bob:localhost/filter/{filter_id}")).await.ok();
     assert_eq!(stored["room"]["timeline"]["limit"], 5);
     let initial = bob.get(&format!("/_matrix/client/v3/sync?filter={filter_id}")).await.ok();
     let state = initial["rooms"]["join"][&room]["state"]["events"].as_array().unwrap().clone();
     // Lazy loading: only the members of the timeline's senders (and Bob himself).
-    let members: Vec<_> = state.iter().filter(|e| e["type"] == "m.room.member").map(|e| e["state_key"].clone()).collect();
-    assert!(members.iter().all(|m| m == "@alice:localhost" || m == "@bob:localhost"), "{members:?}");
+    let members: Vec<_> = state
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| e["state_key"].clone())
+        .collect();
+    assert!(
+        members.iter().all(|m| m == "@alice:localhost" || m == "@bob:localhost"),
+        "{members:?}"
+    );
     assert!(state.iter().any(|e| e["type"] == "m.room.name"));
     assert_eq!(initial["rooms"]["join"][&room]["summary"]["m.joined_member_count"], 2);
 
     // Unread counts: Bob has not read the burst.
-    assert!(initial["rooms"]["join"][&room]["unread_notifications"]["notification_count"].as_u64().unwrap() >= 15);
+    assert!(
+        initial["rooms"]["join"][&room]["unread_notifications"]["notification_count"]
+            .as_u64()
+            .unwrap()
+            >= 15
+    );
 }

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use ruma::api::client::account::{
-    get_3pids,
-    ThirdPartyIdRemovalStatus, change_password, deactivate,
+    ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids,
 };
 
 use super::uiaa::{self, Stage};

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use ruma::api::client::{
-    config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
+    config::{
+        get_global_account_data, get_room_account_data, set_global_account_data,
+        set_room_account_data,
+    },
     tag::{create_tag, delete_tag, get_tags},
 };
 use serde_json::{Value, json};
@@ -17,7 +20,11 @@ use crate::{
 };
 
 fn own(user: &ruma::UserId, target: &ruma::UserId) -> ApiResult<()> {
-    if user == target { Ok(()) } else { Err(ApiError::Forbidden("you can only access your own account data".into())) }
+    if user == target {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("you can only access your own account data".into()))
+    }
 }
 
 fn to_raw_content<T>(value: &Value) -> ApiResult<ruma::serde::Raw<T>> {
@@ -27,7 +34,8 @@ fn to_raw_content<T>(value: &Value) -> ApiResult<ruma::serde::Raw<T>> {
 }
 
 fn parse_content(raw: &serde_json::value::RawValue) -> ApiResult<Value> {
-    let value: Value = serde_json::from_str(raw.get()).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(raw.get()).map_err(|e| ApiError::BadJson(e.to_string()))?;
     if !value.is_object() {
         return Err(ApiError::BadJson("account data must be a JSON object".into()));
     }
@@ -37,7 +45,9 @@ fn parse_content(raw: &serde_json::value::RawValue) -> ApiResult<Value> {
 /// Types the server manages itself and clients may not set directly.
 fn check_settable(kind: &str) -> ApiResult<()> {
     if kind == "m.fully_read" || kind == "m.push_rules" {
-        return Err(ApiError::BadJson(format!("{kind} is managed by the server; use its dedicated endpoint")));
+        return Err(ApiError::BadJson(format!(
+            "{kind} is managed by the server; use its dedicated endpoint"
+        )));
     }
     Ok(())
 }
@@ -94,7 +104,11 @@ pub async fn get_room(
     Ok(get_room_account_data::v3::Response::new(to_raw_content(&content)?))
 }
 
-fn tags_of(services: &Services, user: &ruma::UserId, room: &ruma::RoomId) -> ApiResult<serde_json::Map<String, Value>> {
+fn tags_of(
+    services: &Services,
+    user: &ruma::UserId,
+    room: &ruma::RoomId,
+) -> ApiResult<serde_json::Map<String, Value>> {
     Ok(services
         .account_data
         .get(user, Some(room), "m.tag")?
@@ -103,28 +117,49 @@ fn tags_of(services: &Services, user: &ruma::UserId, room: &ruma::RoomId) -> Api
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags`
-pub async fn get_room_tags(services: Arc<Services>, req: Ruma<get_tags::v3::Request>) -> ApiResult<get_tags::v3::Response> {
+pub async fn get_room_tags(
+    services: Arc<Services>,
+    req: Ruma<get_tags::v3::Request>,
+) -> ApiResult<get_tags::v3::Response> {
     own(&req.auth.user_id, &req.body.user_id)?;
     let tags = tags_of(&services, &req.auth.user_id, &req.body.room_id)?;
-    let tags = serde_json::from_value(Value::Object(tags)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let tags = serde_json::from_value(Value::Object(tags))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(get_tags::v3::Response::new(tags))
 }
 
 /// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`
-pub async fn put_tag(services: Arc<Services>, req: Ruma<create_tag::v3::Request>) -> ApiResult<create_tag::v3::Response> {
+pub async fn put_tag(
+    services: Arc<Services>,
+    req: Ruma<create_tag::v3::Request>,
+) -> ApiResult<create_tag::v3::Response> {
     own(&req.auth.user_id, &req.body.user_id)?;
     let mut tags = tags_of(&services, &req.auth.user_id, &req.body.room_id)?;
-    let info = serde_json::to_value(&req.body.tag_info).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let info =
+        serde_json::to_value(&req.body.tag_info).map_err(|e| ApiError::Internal(e.to_string()))?;
     tags.insert(req.body.tag.clone(), info);
-    services.account_data.set(&req.auth.user_id, Some(&req.body.room_id), "m.tag", json!({ "tags": tags }))?;
+    services.account_data.set(
+        &req.auth.user_id,
+        Some(&req.body.room_id),
+        "m.tag",
+        json!({ "tags": tags }),
+    )?;
     Ok(create_tag::v3::Response::new())
 }
 
 /// `DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`
-pub async fn delete_room_tag(services: Arc<Services>, req: Ruma<delete_tag::v3::Request>) -> ApiResult<delete_tag::v3::Response> {
+pub async fn delete_room_tag(
+    services: Arc<Services>,
+    req: Ruma<delete_tag::v3::Request>,
+) -> ApiResult<delete_tag::v3::Response> {
     own(&req.auth.user_id, &req.body.user_id)?;
     let mut tags = tags_of(&services, &req.auth.user_id, &req.body.room_id)?;
     tags.remove(&req.body.tag);
-    services.account_data.set(&req.auth.user_id, Some(&req.body.room_id), "m.tag", json!({ "tags": tags }))?;
+    services.account_data.set(
+        &req.auth.user_id,
+        Some(&req.body.room_id),
+        "m.tag",
+        json!({ "tags": tags }),
+    )?;
     Ok(delete_tag::v3::Response::new())
 }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use ruma::{
     MilliSecondsSinceUnixEpoch, UInt,
-    api::client::device::{self as spec, delete_device, delete_devices, get_device, get_devices, update_device},
+    api::client::device::{
+        self as spec, delete_device, delete_devices, get_device, get_devices, update_device,
+    },
 };
 
 use super::uiaa::{self, Stage};
@@ -20,21 +22,24 @@ fn to_spec(device: Device) -> spec::Device {
     let mut out = spec::Device::new(device.device_id);
     out.display_name = device.display_name;
     out.last_seen_ip = device.last_seen_ip;
-    out.last_seen_ts = device
-        .last_seen_ts
-        .and_then(UInt::new)
-        .map(MilliSecondsSinceUnixEpoch);
+    out.last_seen_ts = device.last_seen_ts.and_then(UInt::new).map(MilliSecondsSinceUnixEpoch);
     out
 }
 
 /// `GET /_matrix/client/v3/devices`
-pub async fn list(services: Arc<Services>, req: Ruma<get_devices::v3::Request>) -> ApiResult<get_devices::v3::Response> {
+pub async fn list(
+    services: Arc<Services>,
+    req: Ruma<get_devices::v3::Request>,
+) -> ApiResult<get_devices::v3::Response> {
     let devices = services.accounts.devices(&req.auth.user_id)?.into_iter().map(to_spec).collect();
     Ok(get_devices::v3::Response::new(devices))
 }
 
 /// `GET /_matrix/client/v3/devices/{deviceId}`
-pub async fn get(services: Arc<Services>, req: Ruma<get_device::v3::Request>) -> ApiResult<get_device::v3::Response> {
+pub async fn get(
+    services: Arc<Services>,
+    req: Ruma<get_device::v3::Request>,
+) -> ApiResult<get_device::v3::Response> {
     let device = services
         .accounts
         .device(&req.auth.user_id, &req.body.device_id)?
@@ -43,8 +48,15 @@ pub async fn get(services: Arc<Services>, req: Ruma<get_device::v3::Request>) ->
 }
 
 /// `PUT /_matrix/client/v3/devices/{deviceId}`
-pub async fn update(services: Arc<Services>, req: Ruma<update_device::v3::Request>) -> ApiResult<update_device::v3::Response> {
-    match services.accounts.rename_device(&req.auth.user_id, &req.body.device_id, req.body.display_name.clone()) {
+pub async fn update(
+    services: Arc<Services>,
+    req: Ruma<update_device::v3::Request>,
+) -> ApiResult<update_device::v3::Response> {
+    match services.accounts.rename_device(
+        &req.auth.user_id,
+        &req.body.device_id,
+        req.body.display_name.clone(),
+    ) {
         Ok(()) => Ok(update_device::v3::Response::new()),
         Err(crate::service::accounts::AccountError::NotFound) => {
             Err(ApiError::NotFound("no such device".into()))
@@ -54,12 +66,20 @@ pub async fn update(services: Arc<Services>, req: Ruma<update_device::v3::Reques
 }
 
 /// `DELETE /_matrix/client/v3/devices/{deviceId}`
-pub async fn delete(services: Arc<Services>, req: Ruma<delete_device::v3::Request>) -> ApiResult<delete_device::v3::Response> {
+pub async fn delete(
+    services: Arc<Services>,
+    req: Ruma<delete_device::v3::Request>,
+) -> ApiResult<delete_device::v3::Response> {
     let user = &req.auth.user_id;
     if services.accounts.device(user, &req.body.device_id)?.is_none() {
         return Err(ApiError::NotFound("no such device".into()));
     }
-    uiaa::require(&services, &format!("delete_devices:{user}"), req.body.auth.as_ref(), &[Stage::Password(user)])?;
+    uiaa::require(
+        &services,
+        &format!("delete_devices:{user}"),
+        req.body.auth.as_ref(),
+        &[Stage::Password(user)],
+    )?;
     services.remove_device(user, &req.body.device_id)?;
     Ok(delete_device::v3::Response::new())
 }
@@ -70,7 +90,12 @@ pub async fn delete_many(
     req: Ruma<delete_devices::v3::Request>,
 ) -> ApiResult<delete_devices::v3::Response> {
     let user = &req.auth.user_id;
-    uiaa::require(&services, &format!("delete_devices:{user}"), req.body.auth.as_ref(), &[Stage::Password(user)])?;
+    uiaa::require(
+        &services,
+        &format!("delete_devices:{user}"),
+        req.body.auth.as_ref(),
+        &[Stage::Password(user)],
+    )?;
     for device in &req.body.devices {
         services.remove_device(user, device)?;
     }

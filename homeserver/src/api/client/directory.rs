@@ -6,7 +6,9 @@ use ruma::{
     UInt,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
-        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+        directory::{
+            get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+        },
         room::{Visibility, aliases},
     },
     directory::{PublicRoomsChunk, RoomTypeFilter},
@@ -23,7 +25,10 @@ use crate::{
 };
 
 /// `PUT /_matrix/client/v3/directory/room/{roomAlias}`
-pub async fn create(services: Arc<Services>, req: Ruma<create_alias::v3::Request>) -> ApiResult<create_alias::v3::Response> {
+pub async fn create(
+    services: Arc<Services>,
+    req: Ruma<create_alias::v3::Request>,
+) -> ApiResult<create_alias::v3::Response> {
     let alias = &req.body.room_alias;
     if alias.server_name() != services.config.server_name {
         return Err(ApiError::InvalidParam("aliases can only be created on this server".into()));
@@ -41,17 +46,21 @@ pub async fn create(services: Arc<Services>, req: Ruma<create_alias::v3::Request
 }
 
 /// `GET /_matrix/client/v3/directory/room/{roomAlias}`
-pub async fn get(services: Arc<Services>, req: Ruma<get_alias::v3::Request>) -> ApiResult<get_alias::v3::Response> {
-    let entry = services
-        .rooms
-        .aliases
-        .resolve(&req.body.room_alias)?
-        .ok_or_else(|| ApiError::NotFound(format!("room alias {} is not known", req.body.room_alias)))?;
+pub async fn get(
+    services: Arc<Services>,
+    req: Ruma<get_alias::v3::Request>,
+) -> ApiResult<get_alias::v3::Response> {
+    let entry = services.rooms.aliases.resolve(&req.body.room_alias)?.ok_or_else(|| {
+        ApiError::NotFound(format!("room alias {} is not known", req.body.room_alias))
+    })?;
     Ok(get_alias::v3::Response::new(entry.room_id, vec![services.config.server_name.clone()]))
 }
 
 /// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`
-pub async fn delete(services: Arc<Services>, req: Ruma<delete_alias::v3::Request>) -> ApiResult<delete_alias::v3::Response> {
+pub async fn delete(
+    services: Arc<Services>,
+    req: Ruma<delete_alias::v3::Request>,
+) -> ApiResult<delete_alias::v3::Response> {
     let alias = &req.body.room_alias;
     let entry = services
         .rooms
@@ -61,16 +70,25 @@ pub async fn delete(services: Arc<Services>, req: Ruma<delete_alias::v3::Request
     let user = &req.auth.user_id;
     let allowed = entry.creator == *user
         || services.accounts.account(user)?.is_some_and(|a| a.admin)
-        || services.rooms.may_send_state(&entry.room_id, user, &StateEventType::RoomCanonicalAlias)?;
+        || services.rooms.may_send_state(
+            &entry.room_id,
+            user,
+            &StateEventType::RoomCanonicalAlias,
+        )?;
     if !allowed {
-        return Err(ApiError::Forbidden("only the alias creator or a room moderator may delete it".into()));
+        return Err(ApiError::Forbidden(
+            "only the alias creator or a room moderator may delete it".into(),
+        ));
     }
     services.rooms.aliases.delete(alias, &entry.room_id)?;
     Ok(delete_alias::v3::Response::new())
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
-pub async fn room_aliases(services: Arc<Services>, req: Ruma<aliases::v3::Request>) -> ApiResult<aliases::v3::Response> {
+pub async fn room_aliases(
+    services: Arc<Services>,
+    req: Ruma<aliases::v3::Request>,
+) -> ApiResult<aliases::v3::Response> {
     if !services.can_read_room(&req.auth.user_id, &req.body.room_id)? {
         return Err(ApiError::Forbidden("you are not a member of this room".into()));
     }
@@ -86,7 +104,11 @@ pub async fn get_visibility(
         return Err(ApiError::NotFound(format!("room {} is not known", req.body.room_id)));
     }
     let public = services.rooms.aliases.is_public(&req.body.room_id)?;
-    Ok(get_room_visibility::v3::Response::new(if public { Visibility::Public } else { Visibility::Private }))
+    Ok(get_room_visibility::v3::Response::new(if public {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    }))
 }
 
 /// `PUT /_matrix/client/v3/directory/list/room/{roomId}`
@@ -98,8 +120,14 @@ pub async fn set_visibility(
     if !services.rooms.exists(room_id)? {
         return Err(ApiError::NotFound(format!("room {room_id} is not known")));
     }
-    if !services.rooms.may_send_state(room_id, &req.auth.user_id, &StateEventType::RoomCanonicalAlias)? {
-        return Err(ApiError::Forbidden("publishing a room needs the power to set its aliases".into()));
+    if !services.rooms.may_send_state(
+        room_id,
+        &req.auth.user_id,
+        &StateEventType::RoomCanonicalAlias,
+    )? {
+        return Err(ApiError::Forbidden(
+            "publishing a room needs the power to set its aliases".into(),
+        ));
     }
     services.rooms.aliases.set_public(room_id, req.body.visibility == Visibility::Public)?;
     Ok(set_room_visibility::v3::Response::new())
@@ -120,7 +148,11 @@ fn directory_page(
     for room_id in services.rooms.aliases.public_rooms()? {
         let Some(chunk) = services.public_chunk(&room_id)? else { continue };
         if let Some(term) = search.map(str::to_lowercase).filter(|t| !t.is_empty()) {
-            let hay = [chunk.name.as_deref(), chunk.topic.as_deref(), chunk.canonical_alias.as_ref().map(|a| a.as_str())];
+            let hay = [
+                chunk.name.as_deref(),
+                chunk.topic.as_deref(),
+                chunk.canonical_alias.as_ref().map(|a| a.as_str()),
+            ];
             if !hay.iter().flatten().any(|h| h.to_lowercase().contains(&term)) {
                 continue;
             }
@@ -129,7 +161,10 @@ fn directory_page(
             let matches = room_types.iter().any(|filter| match filter {
                 RoomTypeFilter::Default => chunk.room_type.is_none(),
                 RoomTypeFilter::Space => chunk.room_type == Some(RoomType::Space),
-                other => chunk.room_type.as_ref().map(|t| t.as_str()) == Some(other.as_str().unwrap_or_default()),
+                other => {
+                    chunk.room_type.as_ref().map(|t| t.as_str())
+                        == Some(other.as_str().unwrap_or_default())
+                }
             });
             if !matches {
                 continue;
@@ -137,12 +172,15 @@ fn directory_page(
         }
         chunks.push(chunk);
     }
-    chunks.sort_by(|a, b| b.num_joined_members.cmp(&a.num_joined_members).then_with(|| a.room_id.cmp(&b.room_id)));
+    chunks.sort_by(|a, b| {
+        b.num_joined_members.cmp(&a.num_joined_members).then_with(|| a.room_id.cmp(&b.room_id))
+    });
     let total = UInt::try_from(chunks.len()).unwrap_or(UInt::MAX);
     let offset: usize = since.and_then(|s| s.parse().ok()).unwrap_or(0);
     let limit = limit.map_or(100, |l| usize::try_from(u64::from(l)).unwrap_or(100)).clamp(1, 500);
     let page: Vec<_> = chunks.into_iter().skip(offset).take(limit).collect();
-    let next = (offset + page.len() < usize::try_from(u64::from(total)).unwrap_or(0)).then(|| (offset + page.len()).to_string());
+    let next = (offset + page.len() < usize::try_from(u64::from(total)).unwrap_or(0))
+        .then(|| (offset + page.len()).to_string());
     let prev = (offset > 0).then(|| offset.saturating_sub(limit).to_string());
     Ok((page, next, prev, total))
 }
@@ -153,7 +191,8 @@ pub async fn public_rooms(
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> ApiResult<get_public_rooms::v3::Response> {
     check_local(&services, req.body.server.as_deref())?;
-    let (chunk, next, prev, total) = directory_page(&services, req.body.limit, req.body.since.as_deref(), None, &[])?;
+    let (chunk, next, prev, total) =
+        directory_page(&services, req.body.limit, req.body.since.as_deref(), None, &[])?;
     let mut response = get_public_rooms::v3::Response::new(chunk);
     response.next_batch = next;
     response.prev_batch = prev;

@@ -4,12 +4,12 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
     RoomVersionId,
-    api::client::{
-        discovery::{
-            discover_homeserver,
-            get_capabilities::v3::{self as capabilities, Capabilities, RoomVersionStability, RoomVersionsCapability},
-            get_supported_versions,
+    api::client::discovery::{
+        discover_homeserver,
+        get_capabilities::v3::{
+            self as capabilities, Capabilities, RoomVersionStability, RoomVersionsCapability,
         },
+        get_supported_versions,
     },
 };
 
@@ -40,8 +40,9 @@ pub async fn versions(
     _: Arc<Services>,
     _: Ruma<get_supported_versions::Request>,
 ) -> ApiResult<get_supported_versions::Response> {
-    let mut response =
-        get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
+    let mut response = get_supported_versions::Response::new(
+        SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
+    );
     response.unstable_features = BTreeMap::from([
         ("org.matrix.msc4222".to_owned(), true),
         ("org.matrix.msc3827.stable".to_owned(), true),
@@ -57,11 +58,10 @@ pub async fn capabilities(
     services: Arc<Services>,
     _: Ruma<capabilities::Request>,
 ) -> ApiResult<capabilities::Response> {
-    let available: BTreeMap<RoomVersionId, RoomVersionStability> = SUPPORTED_ROOM_VERSIONS
-        .iter()
-        .map(|v| (v.clone(), RoomVersionStability::Stable))
-        .collect();
+    let available: BTreeMap<RoomVersionId, RoomVersionStability> =
+        SUPPORTED_ROOM_VERSIONS.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
     let mut caps = Capabilities::new();
-    caps.room_versions = RoomVersionsCapability::new(services.config.rooms.default_version.clone(), available);
+    caps.room_versions =
+        RoomVersionsCapability::new(services.config.rooms.default_version.clone(), available);
     Ok(capabilities::Response::new(caps))
 }

@@ -80,7 +80,13 @@ fn store_receipt(
     let members = services.rooms.joined_members(room_id)?;
     services.ephemeral.set_receipt(
         room_id,
-        Receipt { user_id: user.to_owned(), event_id: event_id.clone(), kind: kind.to_owned(), thread_id, ts: now_ms() },
+        Receipt {
+            user_id: user.to_owned(),
+            event_id: event_id.clone(),
+            kind: kind.to_owned(),
+            thread_id,
+            ts: now_ms(),
+        },
         &members,
     )?;
     Ok(())
@@ -97,14 +103,26 @@ pub async fn receipt(
         return Err(ApiError::Forbidden("you are not joined to this room".into()));
     }
     match &body.receipt_type {
-        ReceiptType::Read => store_receipt(&services, &body.room_id, user, &body.event_id, "m.read", &body.thread)?,
-        ReceiptType::ReadPrivate => {
-            store_receipt(&services, &body.room_id, user, &body.event_id, "m.read.private", &body.thread)?
+        ReceiptType::Read => {
+            store_receipt(&services, &body.room_id, user, &body.event_id, "m.read", &body.thread)?
         }
-        ReceiptType::FullyRead => {
-            services.account_data.set(user, Some(&body.room_id), "m.fully_read", json!({ "event_id": body.event_id }))?
+        ReceiptType::ReadPrivate => store_receipt(
+            &services,
+            &body.room_id,
+            user,
+            &body.event_id,
+            "m.read.private",
+            &body.thread,
+        )?,
+        ReceiptType::FullyRead => services.account_data.set(
+            user,
+            Some(&body.room_id),
+            "m.fully_read",
+            json!({ "event_id": body.event_id }),
+        )?,
+        other => {
+            return Err(ApiError::InvalidParam(format!("unknown receipt type {}", other.as_str())));
         }
-        other => return Err(ApiError::InvalidParam(format!("unknown receipt type {}", other.as_str()))),
     }
     Ok(create_receipt::v3::Response::new())
 }
@@ -120,13 +138,32 @@ pub async fn read_markers(
         return Err(ApiError::Forbidden("you are not joined to this room".into()));
     }
     if let Some(event_id) = &body.fully_read {
-        services.account_data.set(user, Some(&body.room_id), "m.fully_read", json!({ "event_id": event_id }))?;
+        services.account_data.set(
+            user,
+            Some(&body.room_id),
+            "m.fully_read",
+            json!({ "event_id": event_id }),
+        )?;
     }
     if let Some(event_id) = &body.read_receipt {
-        store_receipt(&services, &body.room_id, user, event_id, "m.read", &ReceiptThread::Unthreaded)?;
+        store_receipt(
+            &services,
+            &body.room_id,
+            user,
+            event_id,
+            "m.read",
+            &ReceiptThread::Unthreaded,
+        )?;
     }
     if let Some(event_id) = &body.private_read_receipt {
-        store_receipt(&services, &body.room_id, user, event_id, "m.read.private", &ReceiptThread::Unthreaded)?;
+        store_receipt(
+            &services,
+            &body.room_id,
+            user,
+            event_id,
+            "m.read.private",
+            &ReceiptThread::Unthreaded,
+        )?;
     }
     Ok(set_read_marker::v3::Response::new())
 }

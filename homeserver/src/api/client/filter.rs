@@ -13,7 +13,10 @@ use crate::{
 };
 
 /// `POST /_matrix/client/v3/user/{userId}/filter`
-pub async fn create(services: Arc<Services>, req: Ruma<create_filter::v3::Request>) -> ApiResult<create_filter::v3::Response> {
+pub async fn create(
+    services: Arc<Services>,
+    req: Ruma<create_filter::v3::Request>,
+) -> ApiResult<create_filter::v3::Response> {
     if req.body.user_id != req.auth.user_id {
         return Err(ApiError::Forbidden("you can only create filters for yourself".into()));
     }
@@ -22,7 +25,10 @@ pub async fn create(services: Arc<Services>, req: Ruma<create_filter::v3::Reques
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`
-pub async fn get(services: Arc<Services>, req: Ruma<get_filter::v3::Request>) -> ApiResult<get_filter::v3::Response> {
+pub async fn get(
+    services: Arc<Services>,
+    req: Ruma<get_filter::v3::Request>,
+) -> ApiResult<get_filter::v3::Response> {
     if req.body.user_id != req.auth.user_id {
         return Err(ApiError::Forbidden("you can only read your own filters".into()));
     }

@@ -75,14 +75,9 @@ pub fn routes() -> Router<Arc<Services>> {
 
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(
         HeaderName::from_static("cross-origin-resource-policy"),
         HeaderValue::from_static("cross-origin"),
@@ -95,13 +90,14 @@ pub async fn upload(
     services: Arc<Services>,
     req: Ruma<create_content::v3::Request>,
 ) -> ApiResult<RumaResponse<create_content::v3::Response>> {
-    services.rate_limits.check(crate::service::rate_limit::Action::MediaUpload, Some(&req.auth), req.client_ip.as_deref())?;
+    services.rate_limits.check(
+        crate::service::rate_limit::Action::MediaUpload,
+        Some(&req.auth),
+        req.client_ip.as_deref(),
+    )?;
     let body = req.body;
-    let upload = Upload {
-        content_type: body.content_type,
-        filename: body.filename,
-        bytes: body.file,
-    };
+    let upload =
+        Upload { content_type: body.content_type, filename: body.filename, bytes: body.file };
     let uri = services.media.upload(req.auth.user_id, upload).await?;
     Ok(RumaResponse(create_content::v3::Response::new(uri)))
 }
@@ -111,7 +107,11 @@ pub async fn create(
     services: Arc<Services>,
     req: Ruma<create_mxc_uri::v1::Request>,
 ) -> ApiResult<create_mxc_uri::v1::Response> {
-    services.rate_limits.check(crate::service::rate_limit::Action::MediaUpload, Some(&req.auth), req.client_ip.as_deref())?;
+    services.rate_limits.check(
+        crate::service::rate_limit::Action::MediaUpload,
+        Some(&req.auth),
+        req.client_ip.as_deref(),
+    )?;
     let pending = services.media.create(&req.auth.user_id)?;
     let mut response = create_mxc_uri::v1::Response::new(pending.uri);
     response.unused_expires_at =
@@ -125,15 +125,9 @@ pub async fn upload_to(
     req: Ruma<create_content_async::v3::Request>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     let body = req.body;
-    let upload = Upload {
-        content_type: body.content_type,
-        filename: body.filename,
-        bytes: body.file,
-    };
-    services
-        .media
-        .upload_to(req.auth.user_id, body.server_name, body.media_id, upload)
-        .await?;
+    let upload =
+        Upload { content_type: body.content_type, filename: body.filename, bytes: body.file };
+    services.media.upload_to(req.auth.user_id, body.server_name, body.media_id, upload).await?;
     // ruma's response type is non-exhaustive with no constructor: answer its `{}` directly.
     Ok(axum::Json(serde_json::json!({})))
 }
@@ -147,9 +141,7 @@ pub async fn config(
     services: Arc<Services>,
     _: Ruma<auth_get_media_config::v1::Request>,
 ) -> ApiResult<auth_get_media_config::v1::Response> {
-    Ok(auth_get_media_config::v1::Response::new(upload_size(
-        &services,
-    )))
+    Ok(auth_get_media_config::v1::Response::new(upload_size(&services)))
 }
 
 /// `GET /_matrix/media/v3/config`
@@ -178,19 +170,10 @@ pub async fn download(
     let body = req.body;
     let content = services
         .media
-        .download(
-            &body.server_name,
-            &body.media_id,
-            Access::Authenticated,
-            body.timeout_ms,
-        )
+        .download(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms)
         .await?;
     let disposition = disposition(&content, None);
-    Ok(auth_get_content::v1::Response::new(
-        content.bytes,
-        content.content_type,
-        disposition,
-    ))
+    Ok(auth_get_content::v1::Response::new(content.bytes, content.content_type, disposition))
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
@@ -201,17 +184,9 @@ pub async fn download_as(
     let body = req.body;
     let content = services
         .media
-        .download(
-            &body.server_name,
-            &body.media_id,
-            Access::Authenticated,
-            body.timeout_ms,
-        )
+        .download(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms)
         .await?;
-    let disposition = disposition(
-        &content,
-        content_type::sanitize_filename(Some(&body.filename)),
-    );
+    let disposition = disposition(&content, content_type::sanitize_filename(Some(&body.filename)));
     Ok(auth_get_content_as_filename::v1::Response::new(
         content.bytes,
         content.content_type,
@@ -227,19 +202,10 @@ pub async fn legacy_download(
     let body = req.body;
     let content = services
         .media
-        .download(
-            &body.server_name,
-            &body.media_id,
-            Access::Legacy,
-            body.timeout_ms,
-        )
+        .download(&body.server_name, &body.media_id, Access::Legacy, body.timeout_ms)
         .await?;
     let disposition = disposition(&content, None);
-    Ok(get_content::v3::Response::new(
-        content.bytes,
-        content.content_type,
-        disposition,
-    ))
+    Ok(get_content::v3::Response::new(content.bytes, content.content_type, disposition))
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}`
@@ -250,22 +216,10 @@ pub async fn legacy_download_as(
     let body = req.body;
     let content = services
         .media
-        .download(
-            &body.server_name,
-            &body.media_id,
-            Access::Legacy,
-            body.timeout_ms,
-        )
+        .download(&body.server_name, &body.media_id, Access::Legacy, body.timeout_ms)
         .await?;
-    let disposition = disposition(
-        &content,
-        content_type::sanitize_filename(Some(&body.filename)),
-    );
-    Ok(get_content_as_filename::v3::Response::new(
-        content.bytes,
-        content.content_type,
-        disposition,
-    ))
+    let disposition = disposition(&content, content_type::sanitize_filename(Some(&body.filename)));
+    Ok(get_content_as_filename::v3::Response::new(content.bytes, content.content_type, disposition))
 }
 
 /// The thumbnail request, checked: positive dimensions and a known method (default `scale`).
@@ -277,9 +231,7 @@ fn thumbnail_request(
 ) -> ApiResult<ThumbnailRequest> {
     let dimension = |v: UInt| u32::try_from(u64::from(v)).ok().filter(|v| *v > 0);
     let (Some(width), Some(height)) = (dimension(width), dimension(height)) else {
-        return Err(ApiError::InvalidParam(
-            "width and height must be positive integers".into(),
-        ));
+        return Err(ApiError::InvalidParam("width and height must be positive integers".into()));
     };
     let method = match method {
         None | Some(RumaMethod::Scale) => Method::Scale,
@@ -291,12 +243,7 @@ fn thumbnail_request(
             )));
         }
     };
-    Ok(ThumbnailRequest {
-        width,
-        height,
-        method,
-        animated: animated.unwrap_or(false),
-    })
+    Ok(ThumbnailRequest { width, height, method, animated: animated.unwrap_or(false) })
 }
 
 fn thumbnail_disposition(content: &Content) -> ContentDisposition {
@@ -337,20 +284,10 @@ pub async fn legacy_thumbnail(
     let request = thumbnail_request(body.width, body.height, body.method.as_ref(), body.animated)?;
     let content = services
         .media
-        .thumbnail(
-            &body.server_name,
-            &body.media_id,
-            Access::Legacy,
-            request,
-            body.timeout_ms,
-        )
+        .thumbnail(&body.server_name, &body.media_id, Access::Legacy, request, body.timeout_ms)
         .await?;
     let disposition = thumbnail_disposition(&content);
-    Ok(get_content_thumbnail::v3::Response::new(
-        content.bytes,
-        content.content_type,
-        disposition,
-    ))
+    Ok(get_content_thumbnail::v3::Response::new(content.bytes, content.content_type, disposition))
 }
 
 /// `GET /_matrix/client/v1/media/preview_url`: not offered (fetching arbitrary URLs from the
@@ -375,27 +312,14 @@ mod tests {
     use super::*;
 
     fn content(content_type: &str) -> Content {
-        Content {
-            bytes: Vec::new(),
-            content_type: content_type.into(),
-            filename: Some("f".into()),
-        }
+        Content { bytes: Vec::new(), content_type: content_type.into(), filename: Some("f".into()) }
     }
 
     #[test]
     fn dangerous_types_are_attachments() {
-        for ct in [
-            "text/html",
-            "image/svg+xml",
-            "application/javascript",
-            "application/pdf",
-        ] {
+        for ct in ["text/html", "image/svg+xml", "application/javascript", "application/pdf"] {
             let d = disposition(&content(ct), None);
-            assert_eq!(
-                d.disposition_type,
-                ContentDispositionType::Attachment,
-                "{ct}"
-            );
+            assert_eq!(d.disposition_type, ContentDispositionType::Attachment, "{ct}");
         }
         let d = disposition(&content("image/png"), Some("other.png".into()));
         assert_eq!(d.disposition_type, ContentDispositionType::Inline);
@@ -413,9 +337,6 @@ mod tests {
             Some(true),
         )
         .expect("valid");
-        assert_eq!(
-            (ok.width, ok.height, ok.method, ok.animated),
-            (96, 96, Method::Crop, true)
-        );
+        assert_eq!((ok.width, ok.height, ok.method, ok.animated), (96, 96, Method::Crop, true));
     }
 }

@@ -26,11 +26,12 @@ pub async fn members(
     let user = req.auth.user_id;
     let body = req.body;
     blocking(move || {
-        let mut state = services
-            .readable_state(&user, &body.room_id)?
-            .ok_or_else(|| ApiError::Forbidden("you are not allowed to read this room's members".into()))?;
+        let mut state = services.readable_state(&user, &body.room_id)?.ok_or_else(|| {
+            ApiError::Forbidden("you are not allowed to read this room's members".into())
+        })?;
         if let Some(at) = &body.at {
-            let at: u64 = at.parse().map_err(|_| ApiError::InvalidParam(format!("invalid token {at:?}")))?;
+            let at: u64 =
+                at.parse().map_err(|_| ApiError::InvalidParam(format!("invalid token {at:?}")))?;
             let (shortroomid, _) = services.rooms.require_meta(&body.room_id)?;
             let historical = services.state_at(shortroomid, at)?;
             if historical != 0 {
@@ -48,13 +49,15 @@ pub async fn members(
                 .and_then(Value::as_str)
                 .map(MembershipState::from);
             if let (Some(wanted), Some(m)) = (&body.membership, &membership)
-                && wanted != m {
-                    continue;
-                }
+                && wanted != m
+            {
+                continue;
+            }
             if let (Some(unwanted), Some(m)) = (&body.not_membership, &membership)
-                && unwanted == m {
-                    continue;
-                }
+                && unwanted == m
+            {
+                continue;
+            }
             chunk.push(to_raw(&services.client_event(&pdu, Some(&user))?));
         }
         Ok(get_member_events::v3::Response::new(chunk))
@@ -82,8 +85,10 @@ pub async fn joined(
         let mut entry = joined_members::v3::RoomMember::new();
         if let Some(event) = event {
             let content = event.content_object();
-            entry.display_name = content.get("displayname").and_then(Value::as_str).map(str::to_owned);
-            entry.avatar_url = content.get("avatar_url").and_then(Value::as_str).map(OwnedMxcUri::from);
+            entry.display_name =
+                content.get("displayname").and_then(Value::as_str).map(str::to_owned);
+            entry.avatar_url =
+                content.get("avatar_url").and_then(Value::as_str).map(OwnedMxcUri::from);
         }
         joined.insert(member, entry);
     }

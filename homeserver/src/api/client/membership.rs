@@ -54,11 +54,17 @@ pub async fn join_by_id(
     services: Arc<Services>,
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> ApiResult<join_room_by_id::v3::Response> {
-    services.rate_limits.check(crate::service::rate_limit::Action::Join, Some(&req.auth), req.client_ip.as_deref())?;
+    services.rate_limits.check(
+        crate::service::rate_limit::Action::Join,
+        Some(&req.auth),
+        req.client_ip.as_deref(),
+    )?;
     let room_id = req.body.room_id.clone();
     let user = req.auth.user_id.clone();
     let reason = req.body.reason.clone();
-    let room_id = blocking(move || services.join(&room_id, &user, reason.as_deref()).map_err(join_error)).await?;
+    let room_id =
+        blocking(move || services.join(&room_id, &user, reason.as_deref()).map_err(join_error))
+            .await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
@@ -67,7 +73,11 @@ pub async fn join_by_id_or_alias(
     services: Arc<Services>,
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
-    services.rate_limits.check(crate::service::rate_limit::Action::Join, Some(&req.auth), req.client_ip.as_deref())?;
+    services.rate_limits.check(
+        crate::service::rate_limit::Action::Join,
+        Some(&req.auth),
+        req.client_ip.as_deref(),
+    )?;
     let user = req.auth.user_id.clone();
     let reason = req.body.reason.clone();
     let room_id = blocking(move || {
@@ -79,8 +89,15 @@ pub async fn join_by_id_or_alias(
 }
 
 /// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
-pub async fn knock(services: Arc<Services>, req: Ruma<knock_room::v3::Request>) -> ApiResult<knock_room::v3::Response> {
-    services.rate_limits.check(crate::service::rate_limit::Action::Join, Some(&req.auth), req.client_ip.as_deref())?;
+pub async fn knock(
+    services: Arc<Services>,
+    req: Ruma<knock_room::v3::Request>,
+) -> ApiResult<knock_room::v3::Response> {
+    services.rate_limits.check(
+        crate::service::rate_limit::Action::Join,
+        Some(&req.auth),
+        req.client_ip.as_deref(),
+    )?;
     let user = req.auth.user_id.clone();
     let room_id = blocking(move || {
         let room_id = resolve_room(&services, &req.body.room_id_or_alias)?;
@@ -96,13 +113,21 @@ pub async fn invite(
     services: Arc<Services>,
     req: Ruma<invite_user::v3::Request>,
 ) -> ApiResult<invite_user::v3::Response> {
-    services.rate_limits.check(crate::service::rate_limit::Action::Invite, Some(&req.auth), req.client_ip.as_deref())?;
+    services.rate_limits.check(
+        crate::service::rate_limit::Action::Invite,
+        Some(&req.auth),
+        req.client_ip.as_deref(),
+    )?;
     let invite_user::v3::InvitationRecipient::UserId(recipient) = &req.body.recipient else {
-        return Err(ApiError::Forbidden("third-party invites are not supported by this server".into()));
+        return Err(ApiError::Forbidden(
+            "third-party invites are not supported by this server".into(),
+        ));
     };
     let invitee = recipient.user_id.clone();
     let reason = recipient.reason.clone();
-    if invitee.server_name() == services.config.server_name && !services.accounts.exists(&invitee)? {
+    if invitee.server_name() == services.config.server_name
+        && !services.accounts.exists(&invitee)?
+    {
         return Err(ApiError::NotFound(format!("user {invitee} does not exist")));
     }
     let sender = req.auth.user_id.clone();
@@ -115,11 +140,16 @@ pub async fn invite(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/leave`
-pub async fn leave(services: Arc<Services>, req: Ruma<leave_room::v3::Request>) -> ApiResult<leave_room::v3::Response> {
+pub async fn leave(
+    services: Arc<Services>,
+    req: Ruma<leave_room::v3::Request>,
+) -> ApiResult<leave_room::v3::Response> {
     let user = req.auth.user_id.clone();
     blocking(move || {
         match services.rooms.membership(&req.body.room_id, &user)? {
-            Some(entry) if matches!(entry.membership, MembershipState::Leave | MembershipState::Ban) => {
+            Some(entry)
+                if matches!(entry.membership, MembershipState::Leave | MembershipState::Ban) =>
+            {
                 return Ok(());
             }
             None => return Err(ApiError::NotFound("you are not a member of this room".into())),
@@ -133,9 +163,14 @@ pub async fn leave(services: Arc<Services>, req: Ruma<leave_room::v3::Request>) 
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/forget`
-pub async fn forget(services: Arc<Services>, req: Ruma<forget_room::v3::Request>) -> ApiResult<forget_room::v3::Response> {
+pub async fn forget(
+    services: Arc<Services>,
+    req: Ruma<forget_room::v3::Request>,
+) -> ApiResult<forget_room::v3::Response> {
     match services.rooms.membership(&req.body.room_id, &req.auth.user_id)? {
-        Some(entry) if matches!(entry.membership, MembershipState::Leave | MembershipState::Ban) => {
+        Some(entry)
+            if matches!(entry.membership, MembershipState::Leave | MembershipState::Ban) =>
+        {
             services.rooms.forget(&req.body.room_id, &req.auth.user_id)?;
             Ok(forget_room::v3::Response::new())
         }
@@ -145,15 +180,28 @@ pub async fn forget(services: Arc<Services>, req: Ruma<forget_room::v3::Request>
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/kick`
-pub async fn kick(services: Arc<Services>, req: Ruma<kick_user::v3::Request>) -> ApiResult<kick_user::v3::Response> {
+pub async fn kick(
+    services: Arc<Services>,
+    req: Ruma<kick_user::v3::Request>,
+) -> ApiResult<kick_user::v3::Response> {
     let sender = req.auth.user_id.clone();
     blocking(move || {
         let body = req.body;
         match services.rooms.membership(&body.room_id, &body.user_id)? {
-            Some(entry) if matches!(entry.membership, MembershipState::Join | MembershipState::Invite | MembershipState::Knock) => {}
+            Some(entry)
+                if matches!(
+                    entry.membership,
+                    MembershipState::Join | MembershipState::Invite | MembershipState::Knock
+                ) => {}
             _ => return Err(ApiError::Forbidden(format!("{} is not in the room", body.user_id))),
         }
-        services.set_membership(&body.room_id, &sender, &body.user_id, MembershipState::Leave, body.reason.as_deref())?;
+        services.set_membership(
+            &body.room_id,
+            &sender,
+            &body.user_id,
+            MembershipState::Leave,
+            body.reason.as_deref(),
+        )?;
         Ok(())
     })
     .await?;
@@ -161,11 +209,20 @@ pub async fn kick(services: Arc<Services>, req: Ruma<kick_user::v3::Request>) ->
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/ban`
-pub async fn ban(services: Arc<Services>, req: Ruma<ban_user::v3::Request>) -> ApiResult<ban_user::v3::Response> {
+pub async fn ban(
+    services: Arc<Services>,
+    req: Ruma<ban_user::v3::Request>,
+) -> ApiResult<ban_user::v3::Response> {
     let sender = req.auth.user_id.clone();
     blocking(move || {
         let body = req.body;
-        services.set_membership(&body.room_id, &sender, &body.user_id, MembershipState::Ban, body.reason.as_deref())?;
+        services.set_membership(
+            &body.room_id,
+            &sender,
+            &body.user_id,
+            MembershipState::Ban,
+            body.reason.as_deref(),
+        )?;
         Ok(())
     })
     .await?;
@@ -173,7 +230,10 @@ pub async fn ban(services: Arc<Services>, req: Ruma<ban_user::v3::Request>) -> A
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/unban`
-pub async fn unban(services: Arc<Services>, req: Ruma<unban_user::v3::Request>) -> ApiResult<unban_user::v3::Response> {
+pub async fn unban(
+    services: Arc<Services>,
+    req: Ruma<unban_user::v3::Request>,
+) -> ApiResult<unban_user::v3::Response> {
     let sender = req.auth.user_id.clone();
     blocking(move || {
         let body = req.body;
@@ -181,7 +241,13 @@ pub async fn unban(services: Arc<Services>, req: Ruma<unban_user::v3::Request>) 
             Some(entry) if entry.membership == MembershipState::Ban => {}
             _ => return Err(ApiError::Forbidden(format!("{} is not banned", body.user_id))),
         }
-        services.set_membership(&body.room_id, &sender, &body.user_id, MembershipState::Leave, body.reason.as_deref())?;
+        services.set_membership(
+            &body.room_id,
+            &sender,
+            &body.user_id,
+            MembershipState::Leave,
+            body.reason.as_deref(),
+        )?;
         Ok(())
     })
     .await?;
@@ -189,7 +255,10 @@ pub async fn unban(services: Arc<Services>, req: Ruma<unban_user::v3::Request>) 
 }
 
 /// `GET /_matrix/client/v3/joined_rooms`
-pub async fn joined(services: Arc<Services>, req: Ruma<joined_rooms::v3::Request>) -> ApiResult<joined_rooms::v3::Response> {
+pub async fn joined(
+    services: Arc<Services>,
+    req: Ruma<joined_rooms::v3::Request>,
+) -> ApiResult<joined_rooms::v3::Response> {
     let rooms = services
         .rooms
         .rooms_of(&req.auth.user_id)?

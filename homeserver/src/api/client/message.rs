@@ -33,7 +33,11 @@ pub async fn send(
     services: Arc<Services>,
     req: Ruma<send_message_event::v3::Request>,
 ) -> ApiResult<send_message_event::v3::Response> {
-    services.rate_limits.check(crate::service::rate_limit::Action::Send, Some(&req.auth), req.client_ip.as_deref())?;
+    services.rate_limits.check(
+        crate::service::rate_limit::Action::Send,
+        Some(&req.auth),
+        req.client_ip.as_deref(),
+    )?;
     let session = req.auth;
     let body = req.body;
     let kind = TimelineEventType::from(body.event_type.to_string());
@@ -46,9 +50,12 @@ pub async fn send(
         return Err(ApiError::BadJson("event content must be a JSON object".into()));
     }
     let event_id = blocking(move || {
-        if let Some(event_id) =
-            services.rooms.transaction_event(&body.room_id, &session.user_id, &session.device_id, &body.txn_id)?
-        {
+        if let Some(event_id) = services.rooms.transaction_event(
+            &body.room_id,
+            &session.user_id,
+            &session.device_id,
+            &body.txn_id,
+        )? {
             return Ok(event_id);
         }
         require_joined(&services, &body.room_id, &session.user_id)?;
@@ -65,7 +72,11 @@ pub async fn send(
 }
 
 /// Sending needs membership; the auth rules check it too, but this gives a clearer error.
-pub(crate) fn require_joined(services: &Services, room_id: &ruma::RoomId, user: &ruma::UserId) -> ApiResult<()> {
+pub(crate) fn require_joined(
+    services: &Services,
+    room_id: &ruma::RoomId,
+    user: &ruma::UserId,
+) -> ApiResult<()> {
     if !services.rooms.exists(room_id)? {
         return Err(ApiError::NotFound(format!("room {room_id} is not known to this server")));
     }
@@ -83,9 +94,12 @@ pub async fn redact(
     let session = req.auth;
     let body = req.body;
     let event_id = blocking(move || {
-        if let Some(event_id) =
-            services.rooms.transaction_event(&body.room_id, &session.user_id, &session.device_id, &body.txn_id)?
-        {
+        if let Some(event_id) = services.rooms.transaction_event(
+            &body.room_id,
+            &session.user_id,
+            &session.device_id,
+            &body.txn_id,
+        )? {
             return Ok(event_id);
         }
         require_joined(&services, &body.room_id, &session.user_id)?;
@@ -144,9 +158,20 @@ pub async fn context(
         let limit = usize::try_from(u64::from(body.limit)).unwrap_or(10).min(100);
         let half = limit.div_ceil(2);
         let count = pdu.stored.count;
-        let mut before = services.rooms.timeline_page(shortroomid, count, timeline::Direction::Backward, half, upto)?;
-        let mut after =
-            services.rooms.timeline_page(shortroomid, count + 1, timeline::Direction::Forward, limit - half, upto)?;
+        let mut before = services.rooms.timeline_page(
+            shortroomid,
+            count,
+            timeline::Direction::Backward,
+            half,
+            upto,
+        )?;
+        let mut after = services.rooms.timeline_page(
+            shortroomid,
+            count + 1,
+            timeline::Direction::Forward,
+            limit - half,
+            upto,
+        )?;
         let visible = |p: &Arc<crate::service::rooms::pdu::PduEvent>| {
             filters::matches(&body.filter, p) && services.can_see_event(&user, p).unwrap_or(false)
         };
@@ -182,7 +207,10 @@ fn lazy_skip(
     after: &[Arc<crate::service::rooms::pdu::PduEvent>],
     event: &crate::service::rooms::pdu::PduEvent,
 ) -> bool {
-    if !matches!(filter.lazy_load_options, ruma::api::client::filter::LazyLoadOptions::Enabled { .. }) {
+    if !matches!(
+        filter.lazy_load_options,
+        ruma::api::client::filter::LazyLoadOptions::Enabled { .. }
+    ) {
         return false;
     }
     if *state.kind() != TimelineEventType::RoomMember {
@@ -202,7 +230,10 @@ pub async fn messages(
     let body = req.body;
     blocking(move || {
         let Some((shortroomid, _)) = services.rooms.meta(&body.room_id)? else {
-            return Err(ApiError::NotFound(format!("room {} is not known to this server", body.room_id)));
+            return Err(ApiError::NotFound(format!(
+                "room {} is not known to this server",
+                body.room_id
+            )));
         };
         let Some(_) = services.rooms.membership(&body.room_id, &user)? else {
             if !services.can_read_room(&user, &body.room_id)? {
@@ -212,7 +243,9 @@ pub async fn messages(
         };
         let upto = services.globals.visible_count();
         let parse = |token: &str| -> ApiResult<u64> {
-            token.parse().map_err(|_| ApiError::InvalidParam(format!("invalid pagination token {token:?}")))
+            token
+                .parse()
+                .map_err(|_| ApiError::InvalidParam(format!("invalid pagination token {token:?}")))
         };
         let dir = match body.dir {
             Direction::Backward => timeline::Direction::Backward,
@@ -236,8 +269,12 @@ pub async fn messages(
         }
         let end = match (dir, events.last()) {
             (_, None) => None,
-            (timeline::Direction::Backward, Some(last)) if events.len() == limit => Some(last.stored.count),
-            (timeline::Direction::Forward, Some(last)) if events.len() == limit => Some(last.stored.count + 1),
+            (timeline::Direction::Backward, Some(last)) if events.len() == limit => {
+                Some(last.stored.count)
+            }
+            (timeline::Direction::Forward, Some(last)) if events.len() == limit => {
+                Some(last.stored.count + 1)
+            }
             // A short page reached the end: forward, the live edge; backward, the room's start.
             (timeline::Direction::Forward, Some(last)) => Some(last.stored.count + 1),
             (timeline::Direction::Backward, Some(_)) => None,
@@ -253,16 +290,21 @@ pub async fn messages(
         for p in &visible {
             response.chunk.push(to_raw(&services.client_event(p, Some(&user))?));
         }
-        if matches!(body.filter.lazy_load_options, ruma::api::client::filter::LazyLoadOptions::Enabled { .. }) {
+        if matches!(
+            body.filter.lazy_load_options,
+            ruma::api::client::filter::LazyLoadOptions::Enabled { .. }
+        ) {
             let mut senders: Vec<&ruma::UserId> = visible.iter().map(|p| p.sender()).collect();
             senders.sort_unstable();
             senders.dedup();
             let state = visible.first().map(|p| p.stored.state_after);
             if let Some(state) = state {
                 for sender in senders {
-                    if let Some(member) =
-                        services.rooms.state_event(state, &StateEventType::RoomMember, sender.as_str())?
-                    {
+                    if let Some(member) = services.rooms.state_event(
+                        state,
+                        &StateEventType::RoomMember,
+                        sender.as_str(),
+                    )? {
                         response.state.push(to_raw(&services.client_event(&member, Some(&user))?));
                     }
                 }

@@ -11,10 +11,10 @@ mod filter;
 mod keys;
 mod media;
 mod members;
-mod peeking;
 pub(crate) mod membership;
 mod message;
 mod notifications;
+mod peeking;
 mod presence;
 mod profile;
 mod push_rules;
@@ -24,8 +24,8 @@ mod relations;
 mod room_admin;
 mod room_create;
 mod search;
-mod spaces;
 mod session;
+mod spaces;
 mod state;
 mod sync;
 mod to_device;
@@ -49,7 +49,8 @@ const EMPTY_STATE_KEY: &[&str] = &[
 ];
 
 /// The room summary path of the unstable MSC3266 that Element 1.11 still calls.
-const NHEKO_SUMMARY: &[&str] = &["/_matrix/client/unstable/im.nheko.summary/summary/{room_id_or_alias}"];
+const NHEKO_SUMMARY: &[&str] =
+    &["/_matrix/client/unstable/im.nheko.summary/summary/{room_id_or_alias}"];
 
 /// Every client endpoint, registered from ruma's metadata.
 pub fn routes() -> Router<Arc<Services>> {

@@ -2,7 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ruma::{api::client::presence::{get_presence, set_presence}, presence::PresenceState};
+use ruma::{
+    api::client::presence::{get_presence, set_presence},
+    presence::PresenceState,
+};
 
 use crate::{
     api::{
@@ -13,7 +16,10 @@ use crate::{
 };
 
 /// `PUT /_matrix/client/v3/presence/{userId}/status`
-pub async fn set(services: Arc<Services>, req: Ruma<set_presence::v3::Request>) -> ApiResult<set_presence::v3::Response> {
+pub async fn set(
+    services: Arc<Services>,
+    req: Ruma<set_presence::v3::Request>,
+) -> ApiResult<set_presence::v3::Response> {
     if req.body.user_id != req.auth.user_id {
         return Err(ApiError::Forbidden("you can only set your own presence".into()));
     }
@@ -21,7 +27,12 @@ pub async fn set(services: Arc<Services>, req: Ruma<set_presence::v3::Request>) 
         return Err(ApiError::InvalidParam("status messages are limited to 1024 bytes".into()));
     }
     let audience = audience(&services, &req.auth.user_id)?;
-    services.presence.set(&req.auth.user_id, req.body.presence.clone(), req.body.status_msg.clone(), &audience)?;
+    services.presence.set(
+        &req.auth.user_id,
+        req.body.presence.clone(),
+        req.body.status_msg.clone(),
+        &audience,
+    )?;
     Ok(set_presence::v3::Response::new())
 }
 
@@ -39,9 +50,13 @@ fn audience(services: &Services, user: &ruma::UserId) -> ApiResult<Vec<ruma::Own
 }
 
 /// `GET /_matrix/client/v3/presence/{userId}/status`
-pub async fn get(services: Arc<Services>, req: Ruma<get_presence::v3::Request>) -> ApiResult<get_presence::v3::Response> {
+pub async fn get(
+    services: Arc<Services>,
+    req: Ruma<get_presence::v3::Request>,
+) -> ApiResult<get_presence::v3::Response> {
     let target = &req.body.user_id;
-    let visible = target == &req.auth.user_id || audience(&services, &req.auth.user_id)?.contains(target);
+    let visible =
+        target == &req.auth.user_id || audience(&services, &req.auth.user_id)?.contains(target);
     if !visible {
         return Err(ApiError::Forbidden("you do not share a room with this user".into()));
     }
@@ -50,8 +65,11 @@ pub async fn get(services: Arc<Services>, req: Ruma<get_presence::v3::Request>) 
         response.presence = presence.state.clone();
         response.status_msg = presence.status_msg;
         response.currently_active = Some(presence.state == PresenceState::Online);
-        response.last_active_ago = Some(Duration::from_millis(now_ms().saturating_sub(presence.last_active_ts)));
-    } else if !services.accounts.exists(target)? && target.server_name() == services.config.server_name {
+        response.last_active_ago =
+            Some(Duration::from_millis(now_ms().saturating_sub(presence.last_active_ts)));
+    } else if !services.accounts.exists(target)?
+        && target.server_name() == services.config.server_name
+    {
         return Err(ApiError::NotFound("no such user".into()));
     }
     Ok(response)

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use ruma::{
     OwnedMxcUri,
-    api::client::profile::{get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name},
+    api::client::profile::{
+        get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
+    },
 };
 
 use crate::{
@@ -31,7 +33,10 @@ fn owner_only(user: &ruma::UserId, target: &ruma::UserId) -> ApiResult<()> {
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}`
-pub async fn get(services: Arc<Services>, req: Ruma<get_profile::v3::Request>) -> ApiResult<get_profile::v3::Response> {
+pub async fn get(
+    services: Arc<Services>,
+    req: Ruma<get_profile::v3::Request>,
+) -> ApiResult<get_profile::v3::Response> {
     let account = account(&services, &req.body.user_id)?;
     let mut response = get_profile::v3::Response::new();
     if let Some(name) = account.displayname {

@@ -7,7 +7,10 @@ use ruma::{
     api::{
         Direction,
         client::{
-            relations::{get_relating_events, get_relating_events_with_rel_type, get_relating_events_with_rel_type_and_event_type},
+            relations::{
+                get_relating_events, get_relating_events_with_rel_type,
+                get_relating_events_with_rel_type_and_event_type,
+            },
             threads::get_threads::{self, v1::IncludeThreads},
         },
     },
@@ -27,8 +30,10 @@ use crate::{
 };
 
 fn parse_from(from: Option<&str>) -> ApiResult<Option<u64>> {
-    from.map(|t| t.parse().map_err(|_| ApiError::InvalidParam(format!("invalid pagination token {t:?}"))))
-        .transpose()
+    from.map(|t| {
+        t.parse().map_err(|_| ApiError::InvalidParam(format!("invalid pagination token {t:?}")))
+    })
+    .transpose()
 }
 
 fn page_limit(limit: Option<UInt>) -> usize {
@@ -37,7 +42,11 @@ fn page_limit(limit: Option<UInt>) -> usize {
 
 type Chunk<T> = Vec<ruma::serde::Raw<T>>;
 
-fn to_chunk<T>(services: &Services, user: &ruma::UserId, page: &RelationsPage) -> ApiResult<Chunk<T>> {
+fn to_chunk<T>(
+    services: &Services,
+    user: &ruma::UserId,
+    page: &RelationsPage,
+) -> ApiResult<Chunk<T>> {
     page.events.iter().map(|p| Ok(to_raw(&services.client_event(p, Some(user))?))).collect()
 }
 
@@ -57,7 +66,8 @@ pub async fn all(
             limit: page_limit(b.limit),
         };
         let page = services.relations(&user, &b.room_id, &b.event_id, &query)?;
-        let mut response = get_relating_events::v1::Response::new(to_chunk(&services, &user, &page)?);
+        let mut response =
+            get_relating_events::v1::Response::new(to_chunk(&services, &user, &page)?);
         response.next_batch = page.next_batch;
         Ok(response)
     })
@@ -81,7 +91,9 @@ pub async fn by_type(
             limit: page_limit(b.limit),
         };
         let page = services.relations(&user, &b.room_id, &b.event_id, &query)?;
-        let mut response = get_relating_events_with_rel_type::v1::Response::new(to_chunk(&services, &user, &page)?);
+        let mut response = get_relating_events_with_rel_type::v1::Response::new(to_chunk(
+            &services, &user, &page,
+        )?);
         response.next_batch = page.next_batch;
         Ok(response)
     })
@@ -106,8 +118,9 @@ pub async fn by_type_and_event_type(
             limit: page_limit(b.limit),
         };
         let page = services.relations(&user, &b.room_id, &b.event_id, &query)?;
-        let mut response =
-            get_relating_events_with_rel_type_and_event_type::v1::Response::new(to_chunk(&services, &user, &page)?);
+        let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(
+            to_chunk(&services, &user, &page)?,
+        );
         response.next_batch = page.next_batch;
         Ok(response)
     })
@@ -115,7 +128,10 @@ pub async fn by_type_and_event_type(
 }
 
 /// `GET /_matrix/client/v1/rooms/{roomId}/threads`
-pub async fn threads(services: Arc<Services>, req: Ruma<get_threads::v1::Request>) -> ApiResult<get_threads::v1::Response> {
+pub async fn threads(
+    services: Arc<Services>,
+    req: Ruma<get_threads::v1::Request>,
+) -> ApiResult<get_threads::v1::Response> {
     let user = req.auth.user_id;
     let b = req.body;
     blocking(move || {
@@ -123,8 +139,14 @@ pub async fn threads(services: Arc<Services>, req: Ruma<get_threads::v1::Request
             return Err(ApiError::Forbidden("you are not a member of this room".into()));
         }
         let participated = b.include == IncludeThreads::Participated;
-        let (roots, next) =
-            services.threads(&user, &b.room_id, parse_from(b.from.as_deref())?, page_limit(b.limit), participated, 10_000)?;
+        let (roots, next) = services.threads(
+            &user,
+            &b.room_id,
+            parse_from(b.from.as_deref())?,
+            page_limit(b.limit),
+            participated,
+            10_000,
+        )?;
         let chunk = roots
             .iter()
             .map(|p| Ok(to_raw(&services.client_event(p, Some(&user))?)))
@@ -142,7 +164,11 @@ pub async fn default_include(mut request: axum::extract::Request) -> axum::extra
     let query = request.uri().query().unwrap_or_default();
     if !query.split('&').any(|pair| pair.starts_with("include=")) {
         let path = request.uri().path();
-        let new_query = if query.is_empty() { "include=all".to_owned() } else { format!("{query}&include=all") };
+        let new_query = if query.is_empty() {
+            "include=all".to_owned()
+        } else {
+            format!("{query}&include=all")
+        };
         if let Ok(uri) = format!("{path}?{new_query}").parse() {
             *request.uri_mut() = uri;
         }

@@ -15,7 +15,10 @@ use crate::{
 };
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
-pub async fn upgrade(services: Arc<Services>, req: Ruma<upgrade_room::v3::Request>) -> ApiResult<upgrade_room::v3::Response> {
+pub async fn upgrade(
+    services: Arc<Services>,
+    req: Ruma<upgrade_room::v3::Request>,
+) -> ApiResult<upgrade_room::v3::Response> {
     let user = req.auth.user_id;
     let body = req.body;
     if !SUPPORTED_ROOM_VERSIONS.contains(&body.new_version) {
@@ -25,18 +28,30 @@ pub async fn upgrade(services: Arc<Services>, req: Ruma<upgrade_room::v3::Reques
         )));
     }
     let new_room = blocking(move || {
-        Ok(services.upgrade_room(&user, &body.room_id, &body.new_version, &SUPPORTED_ROOM_VERSIONS)?)
+        Ok(services.upgrade_room(
+            &user,
+            &body.room_id,
+            &body.new_version,
+            &SUPPORTED_ROOM_VERSIONS,
+        )?)
     })
     .await?;
     Ok(upgrade_room::v3::Response::new(new_room))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}`
-pub async fn report(services: Arc<Services>, req: Ruma<report_content::v3::Request>) -> ApiResult<report_content::v3::Response> {
+pub async fn report(
+    services: Arc<Services>,
+    req: Ruma<report_content::v3::Request>,
+) -> ApiResult<report_content::v3::Response> {
     let user = req.auth.user_id;
     let body = req.body;
     let not_found = || ApiError::NotFound("event not found".into());
-    let pdu = services.rooms.pdu(&body.event_id)?.filter(|p| p.room_id() == body.room_id).ok_or_else(not_found)?;
+    let pdu = services
+        .rooms
+        .pdu(&body.event_id)?
+        .filter(|p| p.room_id() == body.room_id)
+        .ok_or_else(not_found)?;
     if !services.can_see_event(&user, &pdu)? {
         return Err(not_found());
     }

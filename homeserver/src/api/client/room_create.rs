@@ -36,17 +36,19 @@ pub async fn create_room(
     let creator = req.auth.user_id.clone();
     let room_id = tokio::task::spawn_blocking(move || {
         let account = services.accounts.account(&creator)?.unwrap_or_default();
-        services.rooms.create_room(
-            &creator,
-            CreateRoom {
-                request: &req.body,
-                default_version: &services.config.rooms.default_version,
-                supported: &SUPPORTED_ROOM_VERSIONS,
-                displayname: account.displayname,
-                avatar_url: account.avatar_url,
-            },
-        )
-        .map_err(ApiError::from)
+        services
+            .rooms
+            .create_room(
+                &creator,
+                CreateRoom {
+                    request: &req.body,
+                    default_version: &services.config.rooms.default_version,
+                    supported: &SUPPORTED_ROOM_VERSIONS,
+                    displayname: account.displayname,
+                    avatar_url: account.avatar_url,
+                },
+            )
+            .map_err(ApiError::from)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;

@@ -20,7 +20,10 @@ use crate::{
 };
 
 /// Searches message bodies (and names and topics when asked).
-pub async fn search(services: Arc<Services>, req: Ruma<search_events::v3::Request>) -> ApiResult<search_events::v3::Response> {
+pub async fn search(
+    services: Arc<Services>,
+    req: Ruma<search_events::v3::Request>,
+) -> ApiResult<search_events::v3::Response> {
     let user = req.auth.user_id;
     let body = req.body;
     let Some(criteria) = body.search_categories.room_events else {
@@ -29,7 +32,10 @@ pub async fn search(services: Arc<Services>, req: Ruma<search_events::v3::Reques
     let before = body
         .next_batch
         .as_deref()
-        .map(|t| t.parse::<u64>().map_err(|_| ApiError::InvalidParam(format!("invalid next_batch {t:?}"))))
+        .map(|t| {
+            t.parse::<u64>()
+                .map_err(|_| ApiError::InvalidParam(format!("invalid next_batch {t:?}")))
+        })
         .transpose()?;
     blocking(move || {
         let keys: Vec<&str> = match &criteria.keys {
@@ -44,8 +50,18 @@ pub async fn search(services: Arc<Services>, req: Ruma<search_events::v3::Reques
                 .collect(),
             _ => vec!["content.body", "content.name", "content.topic"],
         };
-        let limit = criteria.filter.limit.map_or(10, |l| usize::try_from(u64::from(l)).unwrap_or(10)).clamp(1, 100);
-        let query = SearchQuery { term: &criteria.search_term, keys, filter: &criteria.filter, before, limit };
+        let limit = criteria
+            .filter
+            .limit
+            .map_or(10, |l| usize::try_from(u64::from(l)).unwrap_or(10))
+            .clamp(1, 100);
+        let query = SearchQuery {
+            term: &criteria.search_term,
+            keys,
+            filter: &criteria.filter,
+            before,
+            limit,
+        };
         let found = services.search(&user, &query)?;
         let mut room_events = ResultRoomEvents::new();
         room_events.count = Some(UInt::try_from(found.count).unwrap_or(UInt::MAX));

@@ -60,9 +60,10 @@ pub async fn login(
     };
     let Some(user_id) = user_id else { return Err(invalid(None)) };
     if let Some(account) = services.accounts.account(&user_id)?
-        && account.deactivated {
-            return Err(ApiError::UserDeactivated("this account has been deactivated".into()));
-        }
+        && account.deactivated
+    {
+        return Err(ApiError::UserDeactivated("this account has been deactivated".into()));
+    }
     // Password verification is slow by design: off the async workers.
     let (s, u, p) = (services.clone(), user_id.clone(), password.password.clone());
     let valid = super::membership::blocking(move || Ok(s.accounts.check_password(&u, &p)?)).await?;
@@ -78,9 +79,8 @@ pub async fn login(
     )?;
     tracing::info!(%user_id, %device_id, "logged in");
     let mut response = login::v3::Response::new(user_id, token, device_id);
-    response.well_known = Some(login::v3::DiscoveryInfo::new(login::v3::HomeserverInfo::new(
-        services.base_url(),
-    )));
+    response.well_known =
+        Some(login::v3::DiscoveryInfo::new(login::v3::HomeserverInfo::new(services.base_url())));
     #[allow(deprecated, reason = "older clients still read home_server")]
     {
         response.home_server = Some(services.config.server_name.clone());
@@ -99,7 +99,10 @@ fn resolve_user(services: &Services, named: &str) -> ApiResult<Option<OwnedUserI
 }
 
 /// `POST /_matrix/client/v3/logout`
-pub async fn logout(services: Arc<Services>, req: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
+pub async fn logout(
+    services: Arc<Services>,
+    req: Ruma<logout::v3::Request>,
+) -> ApiResult<logout::v3::Response> {
     services.remove_device(&req.auth.user_id, &req.auth.device_id)?;
     Ok(logout::v3::Response::new())
 }
@@ -114,7 +117,10 @@ pub async fn logout_all(
 }
 
 /// `GET /_matrix/client/v3/account/whoami`
-pub async fn whoami(_: Arc<Services>, req: Ruma<whoami::v3::Request>) -> ApiResult<whoami::v3::Response> {
+pub async fn whoami(
+    _: Arc<Services>,
+    req: Ruma<whoami::v3::Request>,
+) -> ApiResult<whoami::v3::Response> {
     let mut response = whoami::v3::Response::new(req.auth.user_id, false);
     response.device_id = Some(req.auth.device_id);
     Ok(response)

@@ -22,21 +22,26 @@ pub async fn hierarchy(
     let body = req.body;
     blocking(move || {
         let from: usize = match &body.from {
-            Some(token) => token.parse().map_err(|_| ApiError::InvalidParam(format!("invalid from token {token:?}")))?,
+            Some(token) => token
+                .parse()
+                .map_err(|_| ApiError::InvalidParam(format!("invalid from token {token:?}")))?,
             None => 0,
         };
-        let limit = body.limit.map_or(50, |l| usize::try_from(u64::from(l)).unwrap_or(50)).clamp(1, 500);
+        let limit =
+            body.limit.map_or(50, |l| usize::try_from(u64::from(l)).unwrap_or(50)).clamp(1, 500);
         let max_depth = body.max_depth.map(|d| usize::try_from(u64::from(d)).unwrap_or(usize::MAX));
         let walk = services
             .space_hierarchy(&user, &body.room_id, body.suggested_only, max_depth)
             .map_err(|e| match e {
-                RoomError::UnknownRoom(_) | RoomError::Forbidden(_) => {
-                    ApiError::Forbidden("you cannot see this space".into())
-                }
-                other => other.into(),
-            })?;
+            RoomError::UnknownRoom(_) | RoomError::Forbidden(_) => {
+                ApiError::Forbidden("you cannot see this space".into())
+            }
+            other => other.into(),
+        })?;
         if from > walk.len() {
-            return Err(ApiError::InvalidParam("the from token is past the end of the hierarchy".into()));
+            return Err(ApiError::InvalidParam(
+                "the from token is past the end of the hierarchy".into(),
+            ));
         }
         let total = walk.len();
         let mut response = get_hierarchy::v1::Response::new();
@@ -58,7 +63,8 @@ pub async fn summary(
     let target = req.body.room_id_or_alias;
     blocking(move || {
         let room_id = resolve_room(&services, &target)?;
-        let not_found = || ApiError::NotFound(format!("room {target} is not known or not visible to you"));
+        let not_found =
+            || ApiError::NotFound(format!("room {target} is not known or not visible to you"));
         let facts = services.room_facts(&room_id)?.ok_or_else(not_found)?;
         let visible = match &user {
             Some(user) => services.can_preview(user, &facts)?,

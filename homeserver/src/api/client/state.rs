@@ -21,13 +21,16 @@ use crate::{
 };
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state`
-pub async fn get_all(services: Arc<Services>, req: Ruma<get_state_events::v3::Request>) -> ApiResult<get_state_events::v3::Response> {
+pub async fn get_all(
+    services: Arc<Services>,
+    req: Ruma<get_state_events::v3::Request>,
+) -> ApiResult<get_state_events::v3::Response> {
     let user = req.auth.user_id;
     let room_id = req.body.room_id;
     blocking(move || {
-        let state = services
-            .readable_state(&user, &room_id)?
-            .ok_or_else(|| ApiError::Forbidden("you are not allowed to read this room's state".into()))?;
+        let state = services.readable_state(&user, &room_id)?.ok_or_else(|| {
+            ApiError::Forbidden("you are not allowed to read this room's state".into())
+        })?;
         let mut events = Vec::new();
         for pdu in services.rooms.state_events(state)? {
             events.push(to_raw(&services.client_event(&pdu, Some(&user))?));
@@ -44,18 +47,24 @@ pub async fn get_one(
 ) -> ApiResult<get_state_event_for_key::v3::Response> {
     let user = req.auth.user_id;
     let body = req.body;
-    let state = services
-        .readable_state(&user, &body.room_id)?
-        .ok_or_else(|| ApiError::Forbidden("you are not allowed to read this room's state".into()))?;
-    let pdu = services
-        .rooms
-        .state_event(state, &body.event_type, &body.state_key)?
-        .ok_or_else(|| ApiError::NotFound(format!("no {} state event with key {:?}", body.event_type, body.state_key)))?;
+    let state = services.readable_state(&user, &body.room_id)?.ok_or_else(|| {
+        ApiError::Forbidden("you are not allowed to read this room's state".into())
+    })?;
+    let pdu =
+        services.rooms.state_event(state, &body.event_type, &body.state_key)?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no {} state event with key {:?}",
+                body.event_type, body.state_key
+            ))
+        })?;
     let value = match body.format {
-        get_state_event_for_key::v3::StateEventFormat::Event => services.client_event(&pdu, Some(&user))?,
+        get_state_event_for_key::v3::StateEventFormat::Event => {
+            services.client_event(&pdu, Some(&user))?
+        }
         _ => serde_json::from_str(pdu.fields.content.get()).unwrap_or(Value::Null),
     };
-    let raw = serde_json::value::to_raw_value(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let raw =
+        serde_json::value::to_raw_value(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(get_state_event_for_key::v3::Response::new(raw))
 }
 
@@ -75,7 +84,9 @@ pub async fn send(
         return Err(ApiError::Forbidden("m.room.create cannot be sent after room creation".into()));
     }
     if body.event_type == StateEventType::RoomMember {
-        return Err(ApiError::Forbidden("use the membership endpoints to change memberships".into()));
+        return Err(ApiError::Forbidden(
+            "use the membership endpoints to change memberships".into(),
+        ));
     }
     let event_id = blocking(move || {
         require_joined(&services, &body.room_id, &user)?;
@@ -111,9 +122,12 @@ fn check_canonical_alias(
         let alias = ruma::OwnedRoomAliasId::try_from(alias)
             .map_err(|e| ApiError::InvalidParam(format!("invalid alias {alias}: {e}")))?;
         if alias.server_name() == services.config.server_name {
-            let points_here = services.rooms.aliases.resolve(&alias)?.is_some_and(|e| e.room_id == room_id);
+            let points_here =
+                services.rooms.aliases.resolve(&alias)?.is_some_and(|e| e.room_id == room_id);
             if !points_here {
-                return Err(ApiError::BadJson(format!("alias {alias} does not point to this room")));
+                return Err(ApiError::BadJson(format!(
+                    "alias {alias} does not point to this room"
+                )));
             }
         }
     }

@@ -57,7 +57,10 @@ pub fn require(
     };
     let stage_name = auth.auth_type().map(|t| t.as_str().to_owned()).unwrap_or_default();
     let Some(stage) = flows.iter().find(|s| s.name() == stage_name) else {
-        return Err(info(&session, Some(("M_UNRECOGNIZED", format!("unsupported stage {stage_name}")))));
+        return Err(info(
+            &session,
+            Some(("M_UNRECOGNIZED", format!("unsupported stage {stage_name}"))),
+        ));
     };
     let passed = match (stage, auth) {
         (Stage::Dummy, AuthData::Dummy(_)) => true,
@@ -76,7 +79,10 @@ pub fn require(
         _ => false,
     };
     if !passed {
-        return Err(info(&session, Some(("M_FORBIDDEN", "invalid credentials for this stage".into()))));
+        return Err(info(
+            &session,
+            Some(("M_FORBIDDEN", "invalid credentials for this stage".into())),
+        ));
     }
     if !services.uiaa.complete(&session, purpose, stage.name()) {
         return Err(info(

@@ -10,7 +10,10 @@ use crate::{
 };
 
 /// Searches local, active users whose ID or display name contains the term.
-pub async fn search(services: Arc<Services>, req: Ruma<search_users::v3::Request>) -> ApiResult<search_users::v3::Response> {
+pub async fn search(
+    services: Arc<Services>,
+    req: Ruma<search_users::v3::Request>,
+) -> ApiResult<search_users::v3::Response> {
     let term = req.body.search_term.to_lowercase();
     let limit = usize::try_from(u64::from(req.body.limit)).unwrap_or(10).clamp(1, 100);
     let mut results = Vec::new();
@@ -19,7 +22,8 @@ pub async fn search(services: Arc<Services>, req: Ruma<search_users::v3::Request
         if account.deactivated {
             continue;
         }
-        let name_match = account.displayname.as_ref().is_some_and(|n| n.to_lowercase().contains(&term));
+        let name_match =
+            account.displayname.as_ref().is_some_and(|n| n.to_lowercase().contains(&term));
         if !user_id.as_str().to_lowercase().contains(&term) && !name_match {
             continue;
         }

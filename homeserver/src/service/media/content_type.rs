@@ -48,24 +48,13 @@ pub fn sanitize(declared: Option<&str>) -> String {
     let essence = essence(declared);
     let plausible = declared.len() <= 255
         && declared.bytes().all(|b| (b' '..=b'~').contains(&b))
-        && essence
-            .split_once('/')
-            .is_some_and(|(kind, sub)| is_token(kind) && is_token(sub));
-    if plausible {
-        declared.to_owned()
-    } else {
-        OCTET_STREAM.to_owned()
-    }
+        && essence.split_once('/').is_some_and(|(kind, sub)| is_token(kind) && is_token(sub));
+    if plausible { declared.to_owned() } else { OCTET_STREAM.to_owned() }
 }
 
 /// `type/subtype` of a content type, lower-cased, without parameters.
 pub fn essence(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
+    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
 /// Whether content of this type may be served `inline`; otherwise it is an `attachment`.
@@ -77,10 +66,7 @@ pub fn is_inline_safe(content_type: &str) -> bool {
 /// removed, at most 255 bytes; `None` when nothing is left.
 pub fn sanitize_filename(name: Option<&str>) -> Option<String> {
     let mut out = String::new();
-    for c in name?
-        .chars()
-        .filter(|c| !c.is_control() && *c != '/' && *c != '\\')
-    {
+    for c in name?.chars().filter(|c| !c.is_control() && *c != '/' && *c != '\\') {
         if out.len() + c.len_utf8() > 255 {
             break;
         }
@@ -91,9 +77,7 @@ pub fn sanitize_filename(name: Option<&str>) -> Option<String> {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -120,13 +104,8 @@ mod tests {
 
     #[test]
     fn media_types_are_inline() {
-        for ct in [
-            "image/png",
-            "image/JPEG",
-            "video/mp4",
-            "text/plain; charset=utf-8",
-            "audio/ogg",
-        ] {
+        for ct in ["image/png", "image/JPEG", "video/mp4", "text/plain; charset=utf-8", "audio/ogg"]
+        {
             assert!(is_inline_safe(ct), "{ct} should be inline");
         }
     }
@@ -134,10 +113,7 @@ mod tests {
     #[test]
     fn declared_types_are_kept_when_plausible() {
         assert_eq!(sanitize(Some("image/png")), "image/png");
-        assert_eq!(
-            sanitize(Some(" text/plain; charset=utf-8 ")),
-            "text/plain; charset=utf-8"
-        );
+        assert_eq!(sanitize(Some(" text/plain; charset=utf-8 ")), "text/plain; charset=utf-8");
         assert_eq!(sanitize(None), OCTET_STREAM);
         assert_eq!(sanitize(Some("")), OCTET_STREAM);
         assert_eq!(sanitize(Some("png")), OCTET_STREAM);
@@ -147,19 +123,10 @@ mod tests {
 
     #[test]
     fn file_names_lose_separators_and_controls() {
-        assert_eq!(
-            sanitize_filename(Some("../etc/passwd")).as_deref(),
-            Some("..etcpasswd")
-        );
-        assert_eq!(
-            sanitize_filename(Some("a\nb.txt")).as_deref(),
-            Some("ab.txt")
-        );
+        assert_eq!(sanitize_filename(Some("../etc/passwd")).as_deref(), Some("..etcpasswd"));
+        assert_eq!(sanitize_filename(Some("a\nb.txt")).as_deref(), Some("ab.txt"));
         assert_eq!(sanitize_filename(Some("  ")), None);
         assert_eq!(sanitize_filename(None), None);
-        assert_eq!(
-            sanitize_filename(Some(&"é".repeat(200))).map(|n| n.len()),
-            Some(254)
-        );
+        assert_eq!(sanitize_filename(Some(&"é".repeat(200))).map(|n| n.len()), Some(254));
     }
 }

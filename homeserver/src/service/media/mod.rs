@@ -163,9 +163,7 @@ pub struct Media {
 
 impl std::fmt::Debug for Media {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Media")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
+        f.debug_struct("Media").field("store", &self.store).finish_non_exhaustive()
     }
 }
 
@@ -215,21 +213,11 @@ impl Media {
         let mut batch = Batch::default();
         let mut hashes = Vec::new();
         batch.delete(&self.media, &key);
-        batch.delete(
-            &self.pending,
-            &(record.uploader.clone(), media_id.to_owned()),
-        );
+        batch.delete(&self.pending, &(record.uploader.clone(), media_id.to_owned()));
         if let Some(content) = &record.content {
-            batch.delete(
-                &self.references,
-                &(content.sha256.clone(), media_reference(&key)),
-            );
+            batch.delete(&self.references, &(content.sha256.clone(), media_reference(&key)));
             let used = self.usage(&record.uploader)?;
-            batch.put(
-                &self.usage,
-                &record.uploader,
-                &used.saturating_sub(content.size),
-            );
+            batch.put(&self.usage, &record.uploader, &used.saturating_sub(content.size));
             hashes.push(content.sha256.clone());
         }
         for entry in self.thumbnails.scan_prefix(&key)? {
@@ -251,12 +239,7 @@ impl Media {
     }
 
     fn is_referenced(&self, sha256: &str) -> Result<bool, MediaError> {
-        Ok(self
-            .references
-            .scan_prefix(&sha256.to_owned())?
-            .next()
-            .transpose()?
-            .is_some())
+        Ok(self.references.scan_prefix(&sha256.to_owned())?.next().transpose()?.is_some())
     }
 
     fn remove_unreferenced_files(&self) -> Result<usize, MediaError> {
@@ -279,10 +262,7 @@ impl Media {
         if !is_valid_media_id(media_id) {
             return Ok(None);
         }
-        Ok(self
-            .media
-            .get(&(server.to_string(), media_id.to_owned()))?
-            .map(|Json(r)| r))
+        Ok(self.media.get(&(server.to_string(), media_id.to_owned()))?.map(|Json(r)| r))
     }
 }
 
@@ -300,18 +280,14 @@ fn thumbnail_reference((server, media_id): &(String, String), size: &str) -> Str
 pub fn is_valid_media_id(media_id: &str) -> bool {
     !media_id.is_empty()
         && media_id.len() <= 255
-        && media_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && media_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Runs blocking work (file I/O, image decoding) off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
 ) -> Result<T, MediaError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| MediaError::Task(e.to_string()))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| MediaError::Task(e.to_string()))?
 }
 
 #[cfg(test)]

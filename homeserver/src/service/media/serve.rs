@@ -40,9 +40,7 @@ impl Media {
         access: Access,
         wait: Duration,
     ) -> Result<Content, MediaError> {
-        let content = self
-            .wait_for_content(server, media_id, access, wait)
-            .await?;
+        let content = self.wait_for_content(server, media_id, access, wait).await?;
         let this = self.clone();
         blocking(move || {
             Ok(Content {
@@ -63,9 +61,7 @@ impl Media {
         request: ThumbnailRequest,
         wait: Duration,
     ) -> Result<Content, MediaError> {
-        let content = self
-            .wait_for_content(server, media_id, access, wait)
-            .await?;
+        let content = self.wait_for_content(server, media_id, access, wait).await?;
         let this = self.clone();
         let key = (server.to_string(), media_id.to_owned());
         blocking(move || this.thumbnail_now(key, &content, request)).await
@@ -117,12 +113,8 @@ impl Media {
             });
         }
         let source = self.store.read(&content.sha256)?;
-        let generated = thumbnail::generate(
-            &source,
-            size,
-            request.animated,
-            self.config.max_image_pixels,
-        )?;
+        let generated =
+            thumbnail::generate(&source, size, request.animated, self.config.max_image_pixels)?;
         drop(source);
         let staged = self.store.stage(&generated.bytes)?;
         let record = ThumbnailRecord {

@@ -41,25 +41,16 @@ impl Drop for Staged {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {
-    move |source| MediaError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| MediaError::Io { path: path.display().to_string(), source }
 }
 
 /// The hex SHA-256 of `bytes`.
 pub(super) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn is_hash(name: &str) -> bool {
-    name.len() == 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl FileStore {
@@ -74,24 +65,15 @@ impl FileStore {
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
-        let (a, b) = (
-            sha256.get(0..2).unwrap_or("00"),
-            sha256.get(2..4).unwrap_or("00"),
-        );
+        let (a, b) = (sha256.get(0..2).unwrap_or("00"), sha256.get(2..4).unwrap_or("00"));
         self.root.join(a).join(b).join(sha256)
     }
 
     /// Writes `bytes` to a temporary file and fsyncs it.
     pub(super) fn stage(&self, bytes: &[u8]) -> Result<Staged, MediaError> {
-        let name: String = rand::thread_rng()
-            .sample_iter(&Alphanumeric)
-            .take(24)
-            .map(char::from)
-            .collect();
-        let staged = Staged {
-            path: self.root.join("tmp").join(name),
-            sha256: sha256_hex(bytes),
-        };
+        let name: String =
+            rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect();
+        let staged = Staged { path: self.root.join("tmp").join(name), sha256: sha256_hex(bytes) };
         let mut file = fs::File::create_new(&staged.path).map_err(io_error(&staged.path))?;
         file.write_all(bytes).map_err(io_error(&staged.path))?;
         file.sync_all().map_err(io_error(&staged.path))?;
@@ -109,9 +91,7 @@ impl FileStore {
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         fs::rename(&staged.path, &target).map_err(io_error(&target))?;
         // The rename is durable once the directory is synced.
-        fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error(&dir))?;
+        fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io_error(&dir))?;
         Ok(true)
     }
 
@@ -139,10 +119,8 @@ impl FileStore {
             }
             for level2 in read_dir(&level1)? {
                 for file in read_dir(&level2)? {
-                    if let Some(name) = file
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .filter(|n| is_hash(n))
+                    if let Some(name) =
+                        file.file_name().and_then(|n| n.to_str()).filter(|n| is_hash(n))
                     {
                         out.push(name.to_owned());
                     }
@@ -176,27 +154,13 @@ mod tests {
         let first = store.stage(b"hello").expect("stage");
         let sha = first.sha256.clone();
         assert!(store.place(first).expect("place"));
-        assert!(
-            !store
-                .place(store.stage(b"hello").expect("stage"))
-                .expect("place again")
-        );
+        assert!(!store.place(store.stage(b"hello").expect("stage")).expect("place again"));
         assert_eq!(store.read(&sha).expect("read"), b"hello");
         assert_eq!(store.list().expect("list"), vec![sha.clone()]);
         // Nothing is left in tmp/: the placed file moved, the duplicate was dropped.
-        assert_eq!(
-            fs::read_dir(dir.path().join("media/tmp"))
-                .expect("tmp")
-                .count(),
-            0
-        );
+        assert_eq!(fs::read_dir(dir.path().join("media/tmp")).expect("tmp").count(), 0);
         drop(store.stage(b"abandoned").expect("stage"));
-        assert_eq!(
-            fs::read_dir(dir.path().join("media/tmp"))
-                .expect("tmp")
-                .count(),
-            0
-        );
+        assert_eq!(fs::read_dir(dir.path().join("media/tmp")).expect("tmp").count(), 0);
         store.remove(&sha).expect("remove");
         store.remove(&sha).expect("removing twice is fine");
         assert!(store.list().expect("list").is_empty());

@@ -61,31 +61,11 @@ impl Size {
 
 /// The sizes generated: those the spec recommends.
 pub const SIZES: [Size; 5] = [
-    Size {
-        width: 32,
-        height: 32,
-        method: Method::Crop,
-    },
-    Size {
-        width: 96,
-        height: 96,
-        method: Method::Crop,
-    },
-    Size {
-        width: 320,
-        height: 240,
-        method: Method::Scale,
-    },
-    Size {
-        width: 640,
-        height: 480,
-        method: Method::Scale,
-    },
-    Size {
-        width: 800,
-        height: 600,
-        method: Method::Scale,
-    },
+    Size { width: 32, height: 32, method: Method::Crop },
+    Size { width: 96, height: 96, method: Method::Crop },
+    Size { width: 320, height: 240, method: Method::Scale },
+    Size { width: 640, height: 480, method: Method::Scale },
+    Size { width: 800, height: 600, method: Method::Scale },
 ];
 
 /// Animated thumbnails are made only from images of at most this many pixels...
@@ -239,12 +219,7 @@ pub fn generate(
         thumb.write_with_encoder(PngEncoder::new(&mut bytes))?;
         "image/png"
     };
-    Ok(Generated {
-        bytes,
-        content_type,
-        width: thumb.width(),
-        height: thumb.height(),
-    })
+    Ok(Generated { bytes, content_type, width: thumb.width(), height: thumb.height() })
 }
 
 fn shrink(image: &DynamicImage, plan: Plan) -> DynamicImage {
@@ -252,11 +227,7 @@ fn shrink(image: &DynamicImage, plan: Plan) -> DynamicImage {
     if (plan.out_width, plan.out_height) == (plan.width, plan.height) {
         region
     } else {
-        region.resize_exact(
-            plan.out_width,
-            plan.out_height,
-            imageops::FilterType::Triangle,
-        )
+        region.resize_exact(plan.out_width, plan.out_height, imageops::FilterType::Triangle)
     }
 }
 
@@ -331,16 +302,8 @@ fn fits_animation((width, height): (u32, u32), max_pixels: u64) -> bool {
 mod tests {
     use super::*;
 
-    const CROP_96: Size = Size {
-        width: 96,
-        height: 96,
-        method: Method::Crop,
-    };
-    const SCALE_320: Size = Size {
-        width: 320,
-        height: 240,
-        method: Method::Scale,
-    };
+    const CROP_96: Size = Size { width: 96, height: 96, method: Method::Crop };
+    const SCALE_320: Size = Size { width: 320, height: 240, method: Method::Scale };
 
     #[test]
     fn selection_takes_the_smallest_size_at_least_as_large() {
@@ -376,21 +339,9 @@ mod tests {
         let p = plan(400, 200, CROP_96);
         assert_eq!((p.x, p.y, p.width, p.height), (100, 0, 200, 200));
         assert_eq!((p.out_width, p.out_height), (96, 96));
-        let p = plan(
-            200,
-            600,
-            Size {
-                width: 320,
-                height: 240,
-                method: Method::Crop,
-            },
-        );
+        let p = plan(200, 600, Size { width: 320, height: 240, method: Method::Crop });
         assert_eq!((p.x, p.y, p.width, p.height), (0, 225, 200, 150));
-        assert_eq!(
-            (p.out_width, p.out_height),
-            (200, 150),
-            "smaller than the box: not enlarged"
-        );
+        assert_eq!((p.out_width, p.out_height), (200, 150), "smaller than the box: not enlarged");
     }
 
     #[test]
@@ -402,9 +353,8 @@ mod tests {
     }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
-        let image = RgbaImage::from_fn(width, height, |x, y| {
-            image::Rgba([x as u8, y as u8, 0, 255])
-        });
+        let image =
+            RgbaImage::from_fn(width, height, |x, y| image::Rgba([x as u8, y as u8, 0, 255]));
         let mut bytes = Vec::new();
         DynamicImage::ImageRgba8(image)
             .write_with_encoder(PngEncoder::new(&mut bytes))
@@ -415,10 +365,7 @@ mod tests {
     #[test]
     fn generates_a_png_of_the_planned_size() {
         let out = generate(&png(640, 320), SCALE_320, false, 1 << 25).expect("thumbnail");
-        assert_eq!(
-            (out.width, out.height, out.content_type),
-            (320, 160, "image/png")
-        );
+        assert_eq!((out.width, out.height, out.content_type), (320, 160, "image/png"));
         let decoded = image::load_from_memory(&out.bytes).expect("decodes");
         assert_eq!((decoded.width(), decoded.height()), (320, 160));
     }

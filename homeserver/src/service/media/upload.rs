@@ -44,11 +44,7 @@ pub(super) fn now_ms() -> u64 {
 }
 
 fn new_media_id() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
 }
 
 fn mxc(server: &ServerName, media_id: &str) -> OwnedMxcUri {
@@ -91,16 +87,9 @@ impl Media {
             content: None,
         };
         batch.put(&self.media, &(server, media_id.clone()), &Json(record));
-        batch.put(
-            &self.pending,
-            &(user.to_owned(), media_id.clone()),
-            &expires_at,
-        );
+        batch.put(&self.pending, &(user.to_owned(), media_id.clone()), &expires_at);
         self.media.db().write(batch)?;
-        Ok(PendingUri {
-            uri: mxc(&self.server_name, &media_id),
-            expires_at,
-        })
+        Ok(PendingUri { uri: mxc(&self.server_name, &media_id), expires_at })
     }
 
     /// Stores a new upload under a fresh media ID (`POST /_matrix/media/v3/upload`).
@@ -179,16 +168,8 @@ impl Media {
         record.content = Some(content);
         let mut batch = Batch::default();
         batch.put(&self.media, &key, &Json(record));
-        batch.put(
-            &self.references,
-            &(sha256.clone(), media_reference(&key)),
-            &(),
-        );
-        batch.put(
-            &self.usage,
-            &user.to_owned(),
-            &self.usage(user)?.saturating_add(size),
-        );
+        batch.put(&self.references, &(sha256.clone(), media_reference(&key)), &());
+        batch.put(&self.usage, &user.to_owned(), &self.usage(user)?.saturating_add(size));
         batch.delete(&self.pending, &(user.to_owned(), media_id.to_owned()));
         if let Err(e) = self.media.db().write(batch) {
             if placed && !self.is_referenced(&sha256)? {

@@ -15,8 +15,8 @@ use ruma::{
     room_version_rules::RoomVersionRules,
     signatures::{hash_and_sign_event, reference_hash},
     state_res::{
-        auth_types_for_event, check_state_dependent_auth_rules,
-        check_state_independent_auth_rules, events::RoomPowerLevelsIntField,
+        auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules,
+        events::RoomPowerLevelsIntField,
     },
 };
 use serde_json::value::to_raw_value;
@@ -111,8 +111,10 @@ impl Rooms {
             Target::New { version, room_id } => {
                 let placeholder = match room_id {
                     Some(id) => id,
-                    None => OwnedRoomId::try_from(format!("!placeholder:{}", self.globals.server_name))
-                        .map_err(|e| RoomError::BadRequest(e.to_string()))?,
+                    None => {
+                        OwnedRoomId::try_from(format!("!placeholder:{}", self.globals.server_name))
+                            .map_err(|e| RoomError::BadRequest(e.to_string()))?
+                    }
                 };
                 let meta = RoomMeta {
                     room_id: placeholder,
@@ -141,9 +143,10 @@ impl Rooms {
         if let Some(redacts) = &template.redacts {
             self.check_redaction(&meta, &state, sender, redacts, &rules)?;
             if rules.redaction.content_field_redacts
-                && let Some(obj) = template.content.as_object_mut() {
-                    obj.insert("redacts".into(), redacts.as_str().into());
-                }
+                && let Some(obj) = template.content.as_object_mut()
+            {
+                obj.insert("redacts".into(), redacts.as_str().into());
+            }
         }
 
         let (object, event_id, room_id) =
@@ -197,11 +200,7 @@ impl Rooms {
         self.short.put_event(&mut batch, &event_id, shorteventid);
         batch.put(&self.timeline, &(shortroomid, count), &shorteventid);
         if let Some((device, txn)) = &stored.transaction {
-            batch.put(
-                &self.txns,
-                &transaction_key(&room_id, sender, device, txn),
-                &event_id,
-            );
+            batch.put(&self.txns, &transaction_key(&room_id, sender, device, txn), &event_id);
         }
         let new_meta = RoomMeta {
             room_id: room_id.clone(),
@@ -268,11 +267,17 @@ impl Rooms {
         object.insert(
             "prev_events".into(),
             CanonicalJsonValue::Array(
-                meta.extremities.iter().map(|e| CanonicalJsonValue::String(e.to_string())).collect(),
+                meta.extremities
+                    .iter()
+                    .map(|e| CanonicalJsonValue::String(e.to_string()))
+                    .collect(),
             ),
         );
         object.insert("content".into(), content);
-        object.insert("depth".into(), CanonicalJsonValue::Integer((meta.depth + 1).try_into().unwrap_or_default()));
+        object.insert(
+            "depth".into(),
+            CanonicalJsonValue::Integer((meta.depth + 1).try_into().unwrap_or_default()),
+        );
         let now: u64 = MilliSecondsSinceUnixEpoch::now().0.into();
         let ts = if is_create { self.globals.next_create_ts(now) } else { now };
         object.insert(
@@ -285,9 +290,10 @@ impl Rooms {
             object.insert("state_key".into(), CanonicalJsonValue::String(state_key.clone()));
         }
         if let Some(redacts) = &template.redacts
-            && !rules.redaction.content_field_redacts {
-                object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
-            }
+            && !rules.redaction.content_field_redacts
+        {
+            object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
+        }
         let derived_room_id = is_create && rules.authorization.room_create_event_id_as_room_id;
         if !derived_room_id {
             object.insert("room_id".into(), CanonicalJsonValue::String(meta.room_id.to_string()));
@@ -314,7 +320,8 @@ impl Rooms {
         let event_id = OwnedEventId::try_from(format!("${hash}"))
             .map_err(|e| RoomError::Signing(e.to_string()))?;
         let room_id = if derived_room_id {
-            OwnedRoomId::try_from(format!("!{hash}")).map_err(|e| RoomError::Signing(e.to_string()))?
+            OwnedRoomId::try_from(format!("!{hash}"))
+                .map_err(|e| RoomError::Signing(e.to_string()))?
         } else {
             meta.room_id.clone()
         };
@@ -372,7 +379,8 @@ impl Rooms {
             .lookup(state, &StateEventType::RoomCreate, "")?
             .ok_or_else(|| RoomError::Forbidden("room has no create event".into()))?;
         let power_levels = self.lookup(state, &StateEventType::RoomPowerLevels, "")?;
-        let power = power::user_power(sender, &create, power_levels.as_deref(), &rules.authorization)?;
+        let power =
+            power::user_power(sender, &create, power_levels.as_deref(), &rules.authorization)?;
         let needed = power::required_level(
             RoomPowerLevelsIntField::Redact,
             power_levels.as_deref(),
@@ -396,8 +404,7 @@ impl Rooms {
         if *pdu.kind() != TimelineEventType::RoomMember {
             return Ok(None);
         }
-        let Some(target) = pdu.state_key().and_then(|k| ruma::OwnedUserId::try_from(k).ok())
-        else {
+        let Some(target) = pdu.state_key().and_then(|k| ruma::OwnedUserId::try_from(k).ok()) else {
             return Ok(None);
         };
         #[derive(serde::Deserialize)]

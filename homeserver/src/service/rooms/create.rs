@@ -6,12 +6,15 @@ use std::sync::Arc;
 use rand::{Rng, distributions::Alphanumeric};
 use ruma::{
     OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId, UserId,
-    api::client::room::{Visibility, create_room::v3::{Request, RoomPreset}},
+    api::client::room::{
+        Visibility,
+        create_room::v3::{Request, RoomPreset},
+    },
     events::StateEventType,
 };
 use serde_json::{Value, json};
 
-use super::{RoomError, Rooms, builder::Target, pdu::PduEvent, PduTemplate};
+use super::{PduTemplate, RoomError, Rooms, builder::Target, pdu::PduEvent};
 
 /// What `createRoom` needs besides the request.
 pub struct CreateRoom<'a> {
@@ -35,18 +38,20 @@ impl Rooms {
         params: CreateRoom<'_>,
     ) -> Result<OwnedRoomId, RoomError> {
         let request = params.request;
-        let version = request.room_version.clone().unwrap_or_else(|| params.default_version.clone());
+        let version =
+            request.room_version.clone().unwrap_or_else(|| params.default_version.clone());
         if !params.supported.contains(&version) {
             return Err(RoomError::UnsupportedVersion(version));
         }
-        let rules = version.rules().ok_or_else(|| RoomError::UnsupportedVersion(version.clone()))?;
+        let rules =
+            version.rules().ok_or_else(|| RoomError::UnsupportedVersion(version.clone()))?;
         let alias = match &request.room_alias_name {
             Some(local) => {
-                let alias = OwnedRoomAliasId::try_from(format!(
-                    "#{local}:{}",
-                    self.globals.server_name
-                ))
-                .map_err(|e| RoomError::BadRequest(format!("invalid room_alias_name: {e}")))?;
+                let alias =
+                    OwnedRoomAliasId::try_from(format!("#{local}:{}", self.globals.server_name))
+                        .map_err(|e| {
+                            RoomError::BadRequest(format!("invalid room_alias_name: {e}"))
+                        })?;
                 if self.aliases.resolve(&alias)?.is_some() {
                     return Err(RoomError::AliasInUse(alias.to_string()));
                 }
@@ -171,23 +176,27 @@ impl Rooms {
             .map(|raw| {
                 let event: Value = serde_json::from_str(raw.json().get())
                     .map_err(|e| RoomError::BadRequest(format!("invalid initial_state: {e}")))?;
-                let kind = event
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| RoomError::BadRequest("initial_state event without type".into()))?;
+                let kind = event.get("type").and_then(Value::as_str).ok_or_else(|| {
+                    RoomError::BadRequest("initial_state event without type".into())
+                })?;
                 let state_key =
                     event.get("state_key").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let content = event.get("content").cloned().unwrap_or_else(|| json!({}));
                 Ok((StateEventType::from(kind), state_key, content))
             })
             .collect::<Result<_, RoomError>>()?;
-        let in_initial = |kind: &StateEventType| initial.iter().any(|(k, s, _)| k == kind && s.is_empty());
+        let in_initial =
+            |kind: &StateEventType| initial.iter().any(|(k, s, _)| k == kind && s.is_empty());
         let (join_rule, guest_access) = match preset {
             RoomPreset::PublicChat => ("public", "forbidden"),
             _ => ("invite", "can_join"),
         };
         if !in_initial(&StateEventType::RoomJoinRules) {
-            send(PduTemplate::state(StateEventType::RoomJoinRules, "", json!({ "join_rule": join_rule })))?;
+            send(PduTemplate::state(
+                StateEventType::RoomJoinRules,
+                "",
+                json!({ "join_rule": join_rule }),
+            ))?;
         }
         if !in_initial(&StateEventType::RoomHistoryVisibility) {
             send(PduTemplate::state(
@@ -268,7 +277,8 @@ impl Rooms {
     }
 
     fn new_room_id(&self) -> Result<OwnedRoomId, RoomError> {
-        let local: String = rand::thread_rng().sample_iter(&Alphanumeric).take(18).map(char::from).collect();
+        let local: String =
+            rand::thread_rng().sample_iter(&Alphanumeric).take(18).map(char::from).collect();
         OwnedRoomId::try_from(format!("!{local}:{}", self.globals.server_name))
             .map_err(|e| RoomError::BadRequest(e.to_string()))
     }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::MembershipState};
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::MembershipState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::storage::{Batch, Db, Json, StorageError, Table};

@@ -258,7 +258,9 @@ impl Rooms {
 
     /// Whether a user is joined to a room.
     pub fn is_joined(&self, room_id: &RoomId, user_id: &UserId) -> Result<bool, StorageError> {
-        Ok(matches!(self.membership(room_id, user_id)?, Some(m) if m.membership == MembershipState::Join))
+        Ok(
+            matches!(self.membership(room_id, user_id)?, Some(m) if m.membership == MembershipState::Join),
+        )
     }
 
     /// The user's rooms with their membership.

@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use ruma::{
     CanonicalJsonObject, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId,
-    OwnedTransactionId, OwnedUserId, RoomId, UInt, UserId,
-    events::TimelineEventType,
-    serde::Raw,
+    OwnedTransactionId, OwnedUserId, RoomId, UInt, UserId, events::TimelineEventType, serde::Raw,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::{RawValue as RawJsonValue, to_raw_value};
@@ -175,9 +173,10 @@ fn redacted_event(fields: &PduFields) -> Option<OwnedEventId> {
     struct Content {
         redacts: Option<OwnedEventId>,
     }
-    fields.redacts.clone().or_else(|| {
-        serde_json::from_str::<Content>(fields.content.get()).ok()?.redacts
-    })
+    fields
+        .redacts
+        .clone()
+        .or_else(|| serde_json::from_str::<Content>(fields.content.get()).ok()?.redacts)
 }
 
 /// Client JSON values.

@@ -17,16 +17,17 @@ pub fn user_power(
     rules: &AuthorizationRules,
 ) -> Result<Option<Int>, RoomError> {
     if rules.explicitly_privilege_room_creators {
-        let creators = RoomCreateEvent::new(create)
-            .creators(rules)
-            .map_err(RoomError::BadRequest)?;
+        let creators =
+            RoomCreateEvent::new(create).creators(rules).map_err(RoomError::BadRequest)?;
         if creators.contains(user) {
             return Ok(None);
         }
     }
     match power_levels {
         Some(pl) => Ok(Some(
-            RoomPowerLevelsEvent::new(pl).user_power_level(user, rules).map_err(RoomError::BadRequest)?,
+            RoomPowerLevelsEvent::new(pl)
+                .user_power_level(user, rules)
+                .map_err(RoomError::BadRequest)?,
         )),
         // Without a power levels event the creator has 100 and everyone else 0.
         None if create.sender() == user => Ok(Some(Int::from(100))),
@@ -74,7 +75,8 @@ impl super::Rooms {
         &self,
         room_id: &ruma::RoomId,
         user: &UserId,
-    ) -> Result<(Option<Int>, Option<std::sync::Arc<PduEvent>>, AuthorizationRules), RoomError> {
+    ) -> Result<(Option<Int>, Option<std::sync::Arc<PduEvent>>, AuthorizationRules), RoomError>
+    {
         let (_, meta) = self.require_meta(room_id)?;
         let rules = meta
             .version

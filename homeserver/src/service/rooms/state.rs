@@ -106,7 +106,12 @@ impl StateStore {
     ) -> Result<u64, StorageError> {
         let (parent_state, parent_depth) = self.load_with_depth(parent)?;
         let diff = if parent == 0 || parent_depth >= MAX_CHAIN {
-            StateDiff { parent: None, depth: 0, added: state.iter().map(|(k, v)| (*k, *v)).collect(), removed: vec![] }
+            StateDiff {
+                parent: None,
+                depth: 0,
+                added: state.iter().map(|(k, v)| (*k, *v)).collect(),
+                removed: vec![],
+            }
         } else {
             let added = state
                 .iter()
@@ -138,8 +143,7 @@ mod tests {
             &crate::storage::OpenOptions { sync_writes: false, cache_bytes: 1 << 20 },
         )
         .unwrap();
-        let globals =
-            Arc::new(Globals::new(&db, ruma::server_name!("t.test").to_owned()).unwrap());
+        let globals = Arc::new(Globals::new(&db, ruma::server_name!("t.test").to_owned()).unwrap());
         let store = StateStore::new(&db, globals, 2).unwrap();
         (dir, store, db)
     }
