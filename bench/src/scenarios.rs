@@ -127,10 +127,7 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
     }))
     .await?;
     let elapsed = started.elapsed();
-    let mut send = Samples::default();
-    for s in sends {
-        send.extend(s);
-    }
+    let send: Samples = sends.into_iter().collect();
     let mut complete = 0;
     for syncer in syncers {
         if syncer.await? >= expected {
@@ -172,10 +169,7 @@ async fn spread(options: &Options, senders: &[User]) -> anyhow::Result<Value> {
     }))
     .await?;
     let elapsed = started.elapsed();
-    let mut send = Samples::default();
-    for s in sends {
-        send.extend(s);
-    }
+    let send: Samples = sends.into_iter().collect();
     let total = senders.len() * options.messages;
     Ok(json!({
         "rooms": options.rooms,

@@ -14,11 +14,6 @@ impl Samples {
         self.0.push(sample);
     }
 
-    /// Adds many samples.
-    pub fn extend(&mut self, other: Samples) {
-        self.0.extend(other.0);
-    }
-
     /// The number of samples.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -38,6 +33,12 @@ impl Samples {
     /// p50 and p99 as JSON.
     pub fn summary(&self) -> Value {
         json!({ "count": self.len(), "p50_ms": round(self.quantile_ms(0.5)), "p99_ms": round(self.quantile_ms(0.99)) })
+    }
+}
+
+impl FromIterator<Samples> for Samples {
+    fn from_iter<I: IntoIterator<Item = Samples>>(iter: I) -> Self {
+        Samples(iter.into_iter().flat_map(|s| s.0).collect())
     }
 }
 

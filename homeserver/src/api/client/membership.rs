@@ -49,21 +49,50 @@ fn join_error(error: RoomError) -> ApiError {
     }
 }
 
+/// How a user asks to enter a room.
+#[derive(Clone, Copy)]
+enum Entry {
+    Join,
+    Knock,
+}
+
+/// Joins or knocks on a local room named by ID or alias, after the join rate limit.
+async fn enter_room(
+    services: Arc<Services>,
+    session: &crate::service::accounts::Session,
+    client_ip: Option<&str>,
+    target: ruma::OwnedRoomOrAliasId,
+    reason: Option<String>,
+    entry: Entry,
+) -> ApiResult<OwnedRoomId> {
+    services.rate_limits.check(
+        crate::service::rate_limit::Action::Join,
+        Some(session),
+        client_ip,
+    )?;
+    let user = session.user_id.clone();
+    blocking(move || {
+        let room_id = resolve_room(&services, &target)?;
+        match entry {
+            Entry::Join => services.join(&room_id, &user, reason.as_deref()).map_err(join_error),
+            Entry::Knock => services
+                .knock(&room_id, &user, reason.as_deref())
+                .map(|()| room_id)
+                .map_err(join_error),
+        }
+    })
+    .await
+}
+
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`
 pub async fn join_by_id(
     services: Arc<Services>,
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> ApiResult<join_room_by_id::v3::Response> {
-    services.rate_limits.check(
-        crate::service::rate_limit::Action::Join,
-        Some(&req.auth),
-        req.client_ip.as_deref(),
-    )?;
-    let room_id = req.body.room_id.clone();
-    let user = req.auth.user_id.clone();
+    let target = req.body.room_id.clone().into();
     let reason = req.body.reason.clone();
     let room_id =
-        blocking(move || services.join(&room_id, &user, reason.as_deref()).map_err(join_error))
+        enter_room(services, &req.auth, req.client_ip.as_deref(), target, reason, Entry::Join)
             .await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
@@ -73,18 +102,11 @@ pub async fn join_by_id_or_alias(
     services: Arc<Services>,
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
-    services.rate_limits.check(
-        crate::service::rate_limit::Action::Join,
-        Some(&req.auth),
-        req.client_ip.as_deref(),
-    )?;
-    let user = req.auth.user_id.clone();
+    let target = req.body.room_id_or_alias.clone();
     let reason = req.body.reason.clone();
-    let room_id = blocking(move || {
-        let room_id = resolve_room(&services, &req.body.room_id_or_alias)?;
-        services.join(&room_id, &user, reason.as_deref()).map_err(join_error)
-    })
-    .await?;
+    let room_id =
+        enter_room(services, &req.auth, req.client_ip.as_deref(), target, reason, Entry::Join)
+            .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
@@ -93,18 +115,11 @@ pub async fn knock(
     services: Arc<Services>,
     req: Ruma<knock_room::v3::Request>,
 ) -> ApiResult<knock_room::v3::Response> {
-    services.rate_limits.check(
-        crate::service::rate_limit::Action::Join,
-        Some(&req.auth),
-        req.client_ip.as_deref(),
-    )?;
-    let user = req.auth.user_id.clone();
-    let room_id = blocking(move || {
-        let room_id = resolve_room(&services, &req.body.room_id_or_alias)?;
-        services.knock(&room_id, &user, req.body.reason.as_deref()).map_err(join_error)?;
-        Ok(room_id)
-    })
-    .await?;
+    let target = req.body.room_id_or_alias.clone();
+    let reason = req.body.reason.clone();
+    let room_id =
+        enter_room(services, &req.auth, req.client_ip.as_deref(), target, reason, Entry::Knock)
+            .await?;
     Ok(knock_room::v3::Response::new(room_id))
 }
 
