@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=env.sh
 source scripts/env.sh
+# The application service tests run a bridge built on mautrix-python, from PyPI.
+pyenv="${CARGO_TARGET_DIR:-target}/test-python"
+if ! "$pyenv/bin/python" -c 'import mautrix.appservice' 2>/dev/null; then
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/pip" install --quiet --disable-pip-version-check -r tests/appservice/requirements.txt
+fi
+export RELAIS_TEST_PYTHON="$pyenv/bin/python"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -106,6 +106,22 @@ impl User {
         Ok(started.elapsed())
     }
 
+    /// One simplified sliding sync request (MSC4186).
+    pub async fn sliding_sync(
+        &self,
+        pos: Option<&str>,
+        timeout_ms: u64,
+        body: Value,
+    ) -> anyhow::Result<Value> {
+        let mut path = format!(
+            "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout={timeout_ms}"
+        );
+        if let Some(pos) = pos {
+            path.push_str(&format!("&pos={}", enc(pos)));
+        }
+        self.call(reqwest::Method::POST, &path, Some(body)).await
+    }
+
     /// One `/sync`.
     pub async fn sync(
         &self,

@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! relais-load --url http://127.0.0.1:8008 --pid $(pidof relais) --db-dir ./data
+//! relais-load --url http://127.0.0.1:8008 --sliding-sync-rooms 1000
 //! ```
 //!
 //! The server must allow open registration (`m.login.dummy`) and have rate limits raised.
 
 mod client;
 mod scenarios;
+mod sliding_sync;
 mod stats;
 
 use std::path::PathBuf;
@@ -47,6 +49,10 @@ pub struct Options {
     /// Database directory of the server, to report bytes per event.
     #[arg(long)]
     pub db_dir: Option<PathBuf>,
+    /// Run only the sliding sync scenario (MSC4186), with a user in this many rooms: first
+    /// page and incremental update latency.
+    #[arg(long)]
+    pub sliding_sync_rooms: Option<usize>,
     /// Write the JSON report here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -55,7 +61,10 @@ pub struct Options {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    let report = scenarios::run_all(&options).await?;
+    let report = match options.sliding_sync_rooms {
+        Some(rooms) => sliding_sync::run(&options, rooms).await?,
+        None => scenarios::run_all(&options).await?,
+    };
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &options.json {
         std::fs::write(path, &text)?;

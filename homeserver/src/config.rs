@@ -12,6 +12,8 @@ use figment::{
 use ruma::{OwnedServerName, RoomVersionId};
 use serde::{Deserialize, Serialize};
 
+use crate::service::policy_check::Callback;
+
 /// Errors raised while loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -50,6 +52,10 @@ pub struct Config {
     pub media: MediaConfig,
     /// Rate limits and the login back-off.
     pub rate_limits: RateLimitsConfig,
+    /// Application services (bridges, bots, the policy service).
+    pub appservices: AppservicesConfig,
+    /// The policy service asked before gated actions (`docs/policy-checks.md`).
+    pub policy_checks: PolicyChecksConfig,
     /// The base URL clients should use, announced in `/.well-known/matrix/client`.
     /// Empty means `http://<listen.address>:<listen.port>`.
     pub public_base_url: String,
@@ -101,6 +107,65 @@ pub struct RoomsConfig {
     /// Room version of new rooms when the client does not ask for one.
     #[serde(deserialize_with = "room_version_from_string_or_number")]
     pub default_version: RoomVersionId,
+}
+
+/// Application services.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppservicesConfig {
+    /// Registration files (YAML, the format Synapse reads) of the application services.
+    pub registration_files: Vec<PathBuf>,
+    /// Longest wait for an application service to answer a transaction or a query, in seconds.
+    pub request_timeout_secs: u64,
+    /// Most events in one transaction; more wait for the next one.
+    pub max_events_per_transaction: usize,
+    /// Longest wait between two attempts to deliver a transaction that failed, in seconds (the
+    /// wait starts at one second and doubles).
+    pub max_retry_interval_secs: u64,
+}
+
+/// The policy service asked before gated actions, with the protocol of Synapse's HTTP antispam
+/// module (`docs/policy-checks.md`).
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChecksConfig {
+    /// Base URL of the service; each check is a POST to `<url>/<callback>`. Empty: no checks.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <token>`; empty sends no header. Never logged, and
+    /// printed as `<redacted>` by `relais check-config`.
+    #[serde(serialize_with = "redacted")]
+    pub token: String,
+    /// Longest wait for an answer, in milliseconds; no answer in time refuses the action.
+    pub timeout_ms: u64,
+    /// The callbacks asked; the others allow without a request.
+    pub callbacks: Vec<Callback>,
+    /// Callbacks whose action goes ahead when the service gives no usable answer (fail open).
+    pub fail_open: Vec<Callback>,
+}
+
+// By hand, so that the token never reaches a log line.
+impl std::fmt::Debug for PolicyChecksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyChecksConfig")
+            .field("url", &self.url)
+            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
+            .field("timeout_ms", &self.timeout_ms)
+            .field("callbacks", &self.callbacks)
+            .field("fail_open", &self.fail_open)
+            .finish()
+    }
+}
+
+impl Default for PolicyChecksConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            token: String::new(),
+            timeout_ms: 2000,
+            callbacks: Callback::ALL.to_vec(),
+            fail_open: Vec::new(),
+        }
+    }
 }
 
 /// Request limits.
@@ -231,6 +296,13 @@ impl Default for Config {
                 pending_upload_expiry_secs: 86_400,
                 max_image_pixels: 32 * 1024 * 1024,
             },
+            appservices: AppservicesConfig {
+                registration_files: Vec::new(),
+                request_timeout_secs: 30,
+                max_events_per_transaction: 100,
+                max_retry_interval_secs: 300,
+            },
+            policy_checks: PolicyChecksConfig::default(),
             rate_limits: RateLimitsConfig {
                 enabled: true,
                 ip_factor: 10,
@@ -320,10 +392,29 @@ impl Config {
                     .to_owned(),
             });
         }
+        self.validate_policy_checks()?;
         if self.registration.tokens.iter().any(|t| t.is_empty()) {
             return Err(ConfigError::Rule {
                 key: "registration.tokens",
                 reason: "a registration token cannot be empty".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_policy_checks(&self) -> Result<(), ConfigError> {
+        let policy = &self.policy_checks;
+        let is_http = policy.url.starts_with("http://") || policy.url.starts_with("https://");
+        if !policy.url.is_empty() && !is_http {
+            return Err(ConfigError::Rule {
+                key: "policy_checks.url",
+                reason: format!("expected an http:// or https:// URL, got {:?}", policy.url),
+            });
+        }
+        if policy.timeout_ms == 0 {
+            return Err(ConfigError::Rule {
+                key: "policy_checks.timeout_ms",
+                reason: "must be positive".to_owned(),
             });
         }
         Ok(())
@@ -347,6 +438,11 @@ impl Config {
             self.public_base_url.trim_end_matches('/').to_owned()
         }
     }
+}
+
+/// Serialises a secret as `<redacted>` (empty stays empty, so the defaults still round-trip).
+fn redacted<S: serde::Serializer>(secret: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(if secret.is_empty() { "" } else { "<redacted>" })
 }
 
 /// Accepts `"11"` and `11`: environment variables give numbers for unquoted digits.

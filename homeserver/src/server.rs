@@ -42,6 +42,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(server_name = %config.server_name, %local, "relais started");
 
     let typing = tokio::spawn(expire_typing(services.clone()));
+    services.register_appservice_users().map_err(crate::service::StartError::from)?;
+    services.start_appservice_senders();
     let app = api::app(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     typing.abort();

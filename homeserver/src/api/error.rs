@@ -97,6 +97,40 @@ pub enum ApiError {
     /// The server cannot make a thumbnail of this content.
     #[error("{0}")]
     CannotThumbnail(String),
+    /// A sliding sync `pos` the server does not know (any more): the client starts over.
+    #[error("{0}")]
+    UnknownPos(String),
+    /// The policy service refused the action, or gave no usable answer (fail closed): its
+    /// errcode, message and other answer fields go to the client as they are.
+    #[error("{error}")]
+    PolicyRefused {
+        /// The Matrix error code (`M_FORBIDDEN` unless the service chose another).
+        errcode: String,
+        /// The message.
+        error: String,
+        /// Other fields of the service's answer.
+        fields: serde_json::Map<String, Value>,
+    },
+    /// The ID is in an application service's exclusive namespace.
+    #[error("{0}")]
+    Exclusive(String),
+    /// The application service has no URL to reach it at.
+    #[error("the application service has no URL configured")]
+    UrlNotSet,
+    /// The application service did not answer in time.
+    #[error("the application service did not answer in time")]
+    ConnectionTimeout,
+    /// The application service could not be reached.
+    #[error("{0}")]
+    ConnectionFailed(String),
+    /// The application service answered with an error status.
+    #[error("the application service answered HTTP {status}")]
+    BadStatus {
+        /// The HTTP status it answered.
+        status: u16,
+        /// The body it answered.
+        body: String,
+    },
     /// Something broke on the server; the details are logged, not sent.
     #[error("internal server error")]
     Internal(String),
@@ -133,6 +167,14 @@ impl ApiError {
             Self::CannotOverwriteMedia => (StatusCode::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"),
             Self::NotYetUploaded => (StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED"),
             Self::CannotThumbnail(_) => (StatusCode::BAD_REQUEST, "M_UNKNOWN"),
+            Self::UnknownPos(_) => (StatusCode::BAD_REQUEST, "M_UNKNOWN_POS"),
+            // The errcode is the service's: `into_response` writes it.
+            Self::PolicyRefused { .. } => (StatusCode::FORBIDDEN, "M_FORBIDDEN"),
+            Self::Exclusive(_) => (StatusCode::BAD_REQUEST, "M_EXCLUSIVE"),
+            Self::UrlNotSet => (StatusCode::BAD_REQUEST, "M_URL_NOT_SET"),
+            Self::ConnectionTimeout => (StatusCode::GATEWAY_TIMEOUT, "M_CONNECTION_TIMEOUT"),
+            Self::ConnectionFailed(_) => (StatusCode::BAD_GATEWAY, "M_CONNECTION_FAILED"),
+            Self::BadStatus { .. } => (StatusCode::BAD_GATEWAY, "M_BAD_STATUS"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
         }
     }
@@ -148,11 +190,23 @@ impl IntoResponse for ApiError {
                 "error": self.to_string(),
                 "retry_after_ms": retry_after_ms,
             }),
+            Self::BadStatus { status, body } => json!({
+                "errcode": errcode,
+                "error": self.to_string(),
+                "status": status,
+                "body": body,
+            }),
             Self::WrongRoomKeysVersion { current_version } => json!({
                 "errcode": errcode,
                 "error": self.to_string(),
                 "current_version": current_version,
             }),
+            Self::PolicyRefused { errcode, error, fields } => {
+                let mut body = fields.clone();
+                body.insert("errcode".into(), errcode.clone().into());
+                body.insert("error".into(), error.clone().into());
+                Value::Object(body)
+            }
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 json!({ "errcode": errcode, "error": self.to_string() })
@@ -260,5 +314,41 @@ impl From<PushError> for ApiError {
     }
 }
 
+impl From<crate::service::policy_check::PolicyRefusal> for ApiError {
+    fn from(refusal: crate::service::policy_check::PolicyRefusal) -> Self {
+        let errcode = refusal.errcode().to_owned();
+        let error = refusal.to_string();
+        Self::PolicyRefused { errcode, error, fields: refusal.into_fields() }
+    }
+}
+
 /// The result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::service::appservice::AppserviceError> for ApiError {
+    fn from(error: crate::service::appservice::AppserviceError) -> Self {
+        use crate::service::appservice::AppserviceError;
+        match error {
+            AppserviceError::Storage(e) => e.into(),
+            AppserviceError::Room(e) => e.into(),
+            AppserviceError::Exclusive(reason) => Self::Exclusive(reason),
+            AppserviceError::Forbidden(reason) => Self::Forbidden(reason),
+            AppserviceError::UrlNotSet => Self::UrlNotSet,
+            AppserviceError::Timeout => Self::ConnectionTimeout,
+            AppserviceError::ConnectionFailed(reason) => Self::ConnectionFailed(reason),
+            AppserviceError::BadStatus { status, body } => Self::BadStatus { status, body },
+            AppserviceError::Registration(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::service::sliding_sync::SlidingSyncError> for ApiError {
+    fn from(error: crate::service::sliding_sync::SlidingSyncError) -> Self {
+        use crate::service::sliding_sync::SlidingSyncError;
+        match error {
+            SlidingSyncError::UnknownPos(_) => Self::UnknownPos(error.to_string()),
+            SlidingSyncError::Room(e) => e.into(),
+            SlidingSyncError::Storage(e) => e.into(),
+        }
+    }
+}

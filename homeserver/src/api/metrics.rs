@@ -120,6 +120,19 @@ impl Metrics {
                 histogram.count
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP relais_policy_checks_total Policy checks by callback and outcome \
+             (allowed, refused, failed_closed, failed_open)."
+        );
+        let _ = writeln!(out, "# TYPE relais_policy_checks_total counter");
+        for (callback, outcome, count) in services.policy_checks.outcomes() {
+            let _ = writeln!(
+                out,
+                "relais_policy_checks_total{{callback=\"{callback}\",outcome=\"{}\"}} {count}",
+                outcome.as_str()
+            );
+        }
         let mut gauge = |name: &str, help: &str, value: Option<u64>| {
             if let Some(value) = value {
                 let _ = writeln!(out, "# HELP {name} {help}");

@@ -23,7 +23,11 @@ use ruma::api::{
 };
 
 use super::error::ApiError;
-use crate::service::{Services, accounts::Session};
+use crate::service::{
+    Services,
+    accounts::{APPSERVICE_DEVICE, AppserviceCaller, Session},
+    appservice::Appservice,
+};
 
 /// How a request type authenticates its caller.
 pub trait Authenticate {
@@ -37,7 +41,7 @@ impl Authenticate for AccessToken {
     type Identity = Session;
     fn authenticate(services: &Services, parts: &Parts) -> Result<Session, ApiError> {
         let token = access_token(parts).ok_or(ApiError::MissingToken)?;
-        services.accounts.authenticate(&token)?.ok_or(ApiError::UnknownToken)
+        session(services, parts, &token)
     }
 }
 
@@ -45,12 +49,46 @@ impl Authenticate for AccessTokenOptional {
     type Identity = Option<Session>;
     fn authenticate(services: &Services, parts: &Parts) -> Result<Option<Session>, ApiError> {
         match access_token(parts) {
-            Some(token) => {
-                services.accounts.authenticate(&token)?.ok_or(ApiError::UnknownToken).map(Some)
-            }
+            Some(token) => session(services, parts, &token).map(Some),
             None => Ok(None),
         }
     }
+}
+
+/// The session of a user's access token, or of an application service's `as_token` acting as the
+/// user named by `user_id` (and the device named by `device_id`).
+fn session(services: &Services, parts: &Parts, token: &str) -> Result<Session, ApiError> {
+    if let Some(session) = services.accounts.authenticate(token)? {
+        return Ok(session);
+    }
+    let service = services.appservices.by_as_token(token).ok_or(ApiError::UnknownToken)?;
+    let params: Vec<(String, String)> =
+        parts.uri.query().map(|q| form_urlencoded_pairs(q).collect()).unwrap_or_default();
+    let param = |names: &[&str]| {
+        params.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str())
+    };
+    let user_id = services.appservices.masquerade(&service, param(&["user_id"]))?;
+    if !services.accounts.exists(&user_id)? {
+        return Err(ApiError::Forbidden(format!(
+            "application service {} has not registered {user_id}",
+            service.id()
+        )));
+    }
+    let device = param(&["device_id", "org.matrix.msc3202.device_id"]);
+    if let Some(device) = device
+        && services.accounts.device(&user_id, device.into())?.is_none()
+    {
+        return Err(ApiError::Forbidden(format!("{user_id} has no device {device}")));
+    }
+    Ok(Session {
+        user_id,
+        device_id: device.unwrap_or(APPSERVICE_DEVICE).into(),
+        appservice: Some(AppserviceCaller {
+            id: service.id().to_owned(),
+            rate_limited: service.rate_limited(),
+            device: device.is_some(),
+        }),
+    })
 }
 
 impl Authenticate for NoAuthentication {
@@ -68,19 +106,22 @@ impl Authenticate for NoAccessToken {
 }
 
 impl Authenticate for AppserviceToken {
-    type Identity = ();
-    fn authenticate(_: &Services, _: &Parts) -> Result<(), ApiError> {
-        // Application services are registered in a later milestone; until then no token matches.
-        Err(ApiError::UnknownToken)
+    type Identity = Arc<Appservice>;
+    fn authenticate(services: &Services, parts: &Parts) -> Result<Arc<Appservice>, ApiError> {
+        let token = access_token(parts).ok_or(ApiError::MissingToken)?;
+        services.appservices.by_as_token(&token).ok_or(ApiError::UnknownToken)
     }
 }
 
 impl Authenticate for AppserviceTokenOptional {
-    type Identity = ();
-    fn authenticate(_: &Services, _: &Parts) -> Result<(), ApiError> {
-        // Login and registration accept an appservice token; without registered appservices the
-        // request is treated as an ordinary one.
-        Ok(())
+    type Identity = Option<Arc<Appservice>>;
+    /// Login and registration: the application service whose token this is; a user's token (or
+    /// none) makes an ordinary request.
+    fn authenticate(
+        services: &Services,
+        parts: &Parts,
+    ) -> Result<Option<Arc<Appservice>>, ApiError> {
+        Ok(access_token(parts).and_then(|token| services.appservices.by_as_token(&token)))
     }
 }
 
@@ -133,6 +174,8 @@ where
     pub auth: <T::Authentication as Authenticate>::Identity,
     /// The client's address, for device records.
     pub client_ip: Option<String>,
+    /// The client's `User-Agent` header, for the policy checks of registration and login.
+    pub user_agent: Option<String>,
     /// The raw JSON body, for endpoints that keep unknown fields.
     pub json_body: Option<serde_json::Value>,
 }
@@ -185,6 +228,11 @@ where
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let auth = <T::Authentication as Authenticate>::authenticate(services, &parts)?;
         let limit = match kind {
             BodyKind::Json => services.config.limits.max_request_bytes,
@@ -225,7 +273,7 @@ where
         }
         let request = http::Request::from_parts(parts, bytes);
         let body = T::try_from_http_request(request, &path_args).map_err(map_parse_error)?;
-        Ok(Self { body, auth, client_ip, json_body })
+        Ok(Self { body, auth, client_ip, user_agent, json_body })
     }
 }
 

@@ -80,7 +80,26 @@ pub struct Session {
     pub user_id: OwnedUserId,
     /// The device.
     pub device_id: OwnedDeviceId,
+    /// Set when an application service makes the request with its `as_token`, acting as
+    /// `user_id`. Never stored: it is derived from the token of each request.
+    #[serde(skip)]
+    pub appservice: Option<AppserviceCaller>,
 }
+
+/// The application service behind a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppserviceCaller {
+    /// The service's ID.
+    pub id: String,
+    /// Whether its requests are rate-limited (`rate_limited` in its registration).
+    pub rate_limited: bool,
+    /// Whether the request named a real device of the user (`device_id`, MSC4326); otherwise
+    /// `device_id` is [`APPSERVICE_DEVICE`], which is no device of the user's.
+    pub device: bool,
+}
+
+/// The device ID of requests an application service makes as a user without naming a device.
+pub const APPSERVICE_DEVICE: &str = "_APPSERVICE";
 
 /// The account service.
 pub struct Accounts {
@@ -216,7 +235,8 @@ impl Accounts {
             token_hash: token_hash.clone(),
         };
         batch.put(&self.devices, &key, &Json(device));
-        let session = Session { user_id: user_id.to_owned(), device_id: device_id.clone() };
+        let session =
+            Session { user_id: user_id.to_owned(), device_id: device_id.clone(), appservice: None };
         batch.put(&self.sessions, &token_hash, &Json(session.clone()));
         self.devices.db().write(batch)?;
         let mut cache = self.session_cache.write();

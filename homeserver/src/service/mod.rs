@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod appservice;
 pub mod client_format;
 pub mod devices;
 pub mod ephemeral;
@@ -11,6 +12,7 @@ pub mod keys;
 pub mod media;
 pub mod membership;
 pub mod notifier;
+pub mod policy_check;
 pub mod presence;
 pub mod push;
 pub mod rate_limit;
@@ -20,6 +22,7 @@ pub mod room_summary;
 pub mod rooms;
 pub mod search;
 pub mod spaces;
+pub mod sliding_sync;
 pub mod sync;
 pub mod uiaa;
 pub mod upgrade;
@@ -46,7 +49,9 @@ pub fn column_families() -> Vec<&'static str> {
     cfs.extend_from_slice(media::COLUMN_FAMILIES);
     cfs.extend_from_slice(keys::COLUMN_FAMILIES);
     cfs.extend_from_slice(push::COLUMN_FAMILIES);
+    cfs.extend_from_slice(appservice::COLUMN_FAMILIES);
     cfs.extend(rooms::column_families());
+    cfs.extend_from_slice(sliding_sync::COLUMN_FAMILIES);
     cfs
 }
 
@@ -68,6 +73,12 @@ pub enum StartError {
     /// The push service could not open.
     #[error(transparent)]
     Push(#[from] push::PushError),
+    /// An application service registration is invalid.
+    #[error(transparent)]
+    Appservice(#[from] appservice::AppserviceError),
+    /// The policy checks could not be set up.
+    #[error(transparent)]
+    PolicyCheck(#[from] policy_check::PolicyCheckError),
 }
 
 /// All services, wired together.
@@ -106,6 +117,12 @@ pub struct Services {
     pub push: Arc<push::Push>,
     /// Rate limits and the login back-off.
     pub rate_limits: rate_limit::RateLimiter,
+    /// The policy service asked before gated actions.
+    pub policy_checks: policy_check::PolicyChecks,
+    /// Sliding sync connections: what each client connection already has.
+    pub sliding_sync: sliding_sync::Connections,
+    /// Registered application services and their transaction queues.
+    pub appservices: appservice::Appservices,
 }
 
 impl Services {
@@ -166,6 +183,13 @@ impl Services {
             )?,
             keys: keys::Keys::new(&db, globals.clone(), notifier.clone())?,
             rate_limits: rate_limit::RateLimiter::new(config.rate_limits.clone()),
+            policy_checks: policy_check::PolicyChecks::new(&config.policy_checks)?,
+            sliding_sync: sliding_sync::Connections::new(&db)?,
+            appservices: appservice::Appservices::new(
+                &db,
+                &config.appservices,
+                &config.server_name,
+            )?,
             config,
             db,
             globals,

@@ -11,9 +11,17 @@ use ruma::{OwnedUserId, UserId};
 use tokio::sync::watch;
 
 /// The per-user wake-up channels.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Notifier {
     users: Mutex<HashMap<OwnedUserId, watch::Sender<u64>>>,
+    /// The last position signalled to anyone: for consumers of the whole stream.
+    stream: watch::Sender<u64>,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Self { users: Mutex::default(), stream: watch::channel(0).0 }
+    }
 }
 
 impl Notifier {
@@ -23,9 +31,19 @@ impl Notifier {
         users.entry(user.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 
+    /// Subscribes to every change of the stream, whoever it concerns.
+    pub fn subscribe_stream(&self) -> watch::Receiver<u64> {
+        self.stream.subscribe()
+    }
+
     /// Signals `users` that stream position `count` concerns them. Channels nobody listens to any
     /// more are dropped here, so the map only holds users with a sync in flight.
     pub fn notify<'a>(&self, users: impl IntoIterator<Item = &'a UserId>, count: u64) {
+        self.stream.send_if_modified(|last| {
+            let newer = count > *last;
+            *last = (*last).max(count);
+            newer
+        });
         let mut map = self.users.lock();
         for user in users {
             if let Some(sender) = map.get(user) {

@@ -131,6 +131,11 @@ impl RateLimiter {
         if !self.config.enabled {
             return Ok(());
         }
+        // An application service registered with `rate_limited: false` is trusted to pace itself
+        // (a bridge relays many users' traffic through one address).
+        if session.and_then(|s| s.appservice.as_ref()).is_some_and(|a| !a.rate_limited) {
+            return Ok(());
+        }
         self.maybe_prune(now);
         let rate = self.rate(action);
         if rate.per_second <= 0.0 || !rate.per_second.is_finite() || rate.burst == 0 {
@@ -336,7 +341,11 @@ mod tests {
     }
 
     fn session(device: &str) -> Session {
-        Session { user_id: user_id!("@alice:localhost").to_owned(), device_id: device.into() }
+        Session {
+            user_id: user_id!("@alice:localhost").to_owned(),
+            device_id: device.into(),
+            appservice: None,
+        }
     }
 
     #[test]
@@ -371,6 +380,7 @@ mod tests {
         let user = |n: u32| Session {
             user_id: UserId::parse(format!("@u{n}:localhost")).expect("valid"),
             device_id: device_id!("D").to_owned(),
+            appservice: None,
         };
         limiter.check_at(Action::Join, Some(&user(1)), Some("10.0.0.9"), now).expect("first");
         limiter.check_at(Action::Join, Some(&user(2)), Some("10.0.0.9"), now).expect("second");
@@ -380,6 +390,29 @@ mod tests {
         limiter
             .check_at(Action::Join, Some(&user(3)), Some("10.0.0.10"), now)
             .expect("other address");
+    }
+
+    #[test]
+    fn appservices_with_rate_limited_false_are_not_limited() {
+        let limiter = RateLimiter::new(Config::default().rate_limits);
+        let now = Instant::now();
+        let caller = |rate_limited| {
+            let mut s = session("AS");
+            s.appservice = Some(crate::service::accounts::AppserviceCaller {
+                id: "bridge".into(),
+                rate_limited,
+                device: false,
+            });
+            s
+        };
+        let burst = Config::default().rate_limits.send.burst;
+        for _ in 0..burst * 3 {
+            limiter.check_at(Action::Send, Some(&caller(false)), None, now).expect("exempt");
+        }
+        let limited = (0..=burst)
+            .map(|_| limiter.check_at(Action::Send, Some(&caller(true)), None, now))
+            .any(|r| r.is_err());
+        assert!(limited, "rate_limited: true keeps the limits");
     }
 
     #[test]

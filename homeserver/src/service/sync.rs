@@ -263,7 +263,7 @@ impl Services {
     }
 
     /// The events of `to` that are not in `from`.
-    fn state_delta(&self, from: u64, to: u64) -> Result<Vec<Arc<PduEvent>>, RoomError> {
+    pub(crate) fn state_delta(&self, from: u64, to: u64) -> Result<Vec<Arc<PduEvent>>, RoomError> {
         let from_map: Arc<StateMap> = self.rooms.state_map(from)?;
         let to_map = self.rooms.state_map(to)?;
         let mut out = Vec::new();
@@ -277,7 +277,8 @@ impl Services {
         Ok(out)
     }
 
-    fn stripped_state(
+    /// The stripped state of an invite or knock: what clients show before joining.
+    pub(crate) fn stripped_state(
         &self,
         entry: &MembershipEntry,
     ) -> Result<Vec<ruma::serde::Raw<ruma::events::AnyStrippedStateEvent>>, RoomError> {

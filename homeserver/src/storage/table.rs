@@ -104,6 +104,14 @@ impl<K: KeyPart, V: Value> Table<K, V> {
         self.scan_from_bytes(Vec::new(), Vec::new(), Direction::Forward)
     }
 
+    /// Iterates over the whole table in key order, starting at `from` (inclusive).
+    pub fn scan_from(
+        &self,
+        from: &K,
+    ) -> Result<impl Iterator<Item = Result<(K, V), StorageError>> + '_, StorageError> {
+        self.scan_from_bytes(Vec::new(), encode_key(from), Direction::Forward)
+    }
+
     /// Iterates over keys with `prefix`, starting at `from` (inclusive), forwards or backwards.
     /// Backwards from a key not present starts at the last key below it.
     pub fn scan_prefix_from<P: KeyPart>(

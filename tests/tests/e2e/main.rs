@@ -7,15 +7,18 @@
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
 mod accounts;
+mod appservice;
 mod bad_input;
 mod crash;
 mod e2ee;
 mod limits;
 mod media;
 mod ops;
+mod policy_checks;
 mod push;
 mod rooms;
 mod sdk;
+mod sliding_sync;
 mod soak;
 mod spaces;
 mod sync;

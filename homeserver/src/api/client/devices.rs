@@ -15,8 +15,22 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma::Ruma,
     },
-    service::{Services, accounts::Device},
+    service::{
+        Services,
+        accounts::{Device, Session},
+    },
 };
+
+/// Whether the caller is an application service that manages its users' devices itself (MSC4190):
+/// it creates them with `PUT /devices/{deviceId}` and deletes them without user-interactive auth,
+/// since its users have no password to give.
+fn manages_devices(services: &Services, session: &Session) -> bool {
+    session
+        .appservice
+        .as_ref()
+        .and_then(|caller| services.appservices.by_id(&caller.id))
+        .is_some_and(|service| service.features.device_management)
+}
 
 fn to_spec(device: Device) -> spec::Device {
     let mut out = spec::Device::new(device.device_id);
@@ -52,6 +66,19 @@ pub async fn update(
     services: Arc<Services>,
     req: Ruma<update_device::v3::Request>,
 ) -> ApiResult<update_device::v3::Response> {
+    if manages_devices(&services, &req.auth)
+        && services.accounts.device(&req.auth.user_id, &req.body.device_id)?.is_none()
+    {
+        // MSC4190: a service that manages its users' devices creates them this way; the access
+        // token that comes with a device is never handed out (the service uses its own).
+        services.accounts.create_device(
+            &req.auth.user_id,
+            Some(req.body.device_id.clone()),
+            req.body.display_name.clone(),
+            None,
+        )?;
+        return Ok(update_device::v3::Response::new());
+    }
     match services.accounts.rename_device(
         &req.auth.user_id,
         &req.body.device_id,
@@ -74,12 +101,14 @@ pub async fn delete(
     if services.accounts.device(user, &req.body.device_id)?.is_none() {
         return Err(ApiError::NotFound("no such device".into()));
     }
-    uiaa::require(
-        &services,
-        &format!("delete_devices:{user}"),
-        req.body.auth.as_ref(),
-        &[Stage::Password(user)],
-    )?;
+    if !manages_devices(&services, &req.auth) {
+        uiaa::require(
+            &services,
+            &format!("delete_devices:{user}"),
+            req.body.auth.as_ref(),
+            &[Stage::Password(user)],
+        )?;
+    }
     services.remove_device(user, &req.body.device_id)?;
     Ok(delete_device::v3::Response::new())
 }
@@ -90,12 +119,14 @@ pub async fn delete_many(
     req: Ruma<delete_devices::v3::Request>,
 ) -> ApiResult<delete_devices::v3::Response> {
     let user = &req.auth.user_id;
-    uiaa::require(
-        &services,
-        &format!("delete_devices:{user}"),
-        req.body.auth.as_ref(),
-        &[Stage::Password(user)],
-    )?;
+    if !manages_devices(&services, &req.auth) {
+        uiaa::require(
+            &services,
+            &format!("delete_devices:{user}"),
+            req.body.auth.as_ref(),
+            &[Stage::Password(user)],
+        )?;
+    }
     for device in &req.body.devices {
         services.remove_device(user, device)?;
     }

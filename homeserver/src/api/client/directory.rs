@@ -39,6 +39,8 @@ pub async fn create(
     if !services.rooms.is_joined(&req.body.room_id, &req.auth.user_id)? {
         return Err(ApiError::Forbidden("you must be in the room to give it an alias".into()));
     }
+    let caller = req.auth.appservice.as_ref().map(|a| a.id.as_str());
+    services.appservices.check_alias(alias, caller)?;
     if !services.rooms.aliases.create(alias, &req.body.room_id, &req.auth.user_id)? {
         return Err(ApiError::RoomInUse(format!("room alias {alias} is already in use")));
     }
@@ -50,9 +52,25 @@ pub async fn get(
     services: Arc<Services>,
     req: Ruma<get_alias::v3::Request>,
 ) -> ApiResult<get_alias::v3::Response> {
-    let entry = services.rooms.aliases.resolve(&req.body.room_alias)?.ok_or_else(|| {
-        ApiError::NotFound(format!("room alias {} is not known", req.body.room_alias))
-    })?;
+    let alias = &req.body.room_alias;
+    let mut entry = services.rooms.aliases.resolve(alias)?;
+    if entry.is_none() && alias.server_name() == services.config.server_name {
+        // An alias in a service's namespace may exist only once asked for (a bridge creates the
+        // portal room of `#irc_#channel` on demand).
+        for service in services.appservices.alias_namespace_owners(alias) {
+            match services.appservices.query_alias(service, alias).await {
+                Ok(true) => {
+                    entry = services.rooms.aliases.resolve(alias)?;
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(appservice = service.id(), %alias, error = %e,
+                    "room alias query failed"),
+            }
+        }
+    }
+    let entry = entry
+        .ok_or_else(|| ApiError::NotFound(format!("room alias {alias} is not known")))?;
     Ok(get_alias::v3::Response::new(entry.room_id, vec![services.config.server_name.clone()]))
 }
 
@@ -129,7 +147,12 @@ pub async fn set_visibility(
             "publishing a room needs the power to set its aliases".into(),
         ));
     }
-    services.rooms.aliases.set_public(room_id, req.body.visibility == Visibility::Public)?;
+    let public = req.body.visibility == Visibility::Public;
+    // Only listing is asked about: taking a room out of the directory exposes nothing.
+    if public {
+        services.policy_checks.user_may_publish_room(&req.auth.user_id, room_id).await?;
+    }
+    services.rooms.aliases.set_public(room_id, public)?;
     Ok(set_room_visibility::v3::Response::new())
 }
 

@@ -49,6 +49,8 @@ pub async fn versions(
         // Cross-signing keys and signatures are stored and served (keys/device_signing,
         // keys/signatures); clients set up cross-signing only when this is advertised.
         ("org.matrix.e2e_cross_signing".to_owned(), true),
+        // Simplified sliding sync (MSC4186): Element X needs it.
+        ("org.matrix.simplified_msc3575".to_owned(), true),
     ]);
     Ok(response)
 }

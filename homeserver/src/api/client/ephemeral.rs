@@ -42,6 +42,9 @@ pub async fn typing(
         _ => None,
     };
     services.ephemeral.set_typing(&req.body.room_id, user, timeout, &members)?;
+    if let Some(edu) = services.ephemeral.typing_since(&req.body.room_id, 0) {
+        services.appservice_ephemeral(&req.body.room_id, &edu);
+    }
     Ok(create_typing_event::v3::Response::new())
 }
 
@@ -78,6 +81,19 @@ fn store_receipt(
     };
     services.push.mark_read(user, room_id, pdu.stored.count, &scope)?;
     let members = services.rooms.joined_members(room_id)?;
+    let ts = now_ms();
+    // Private receipts are for the reader alone, never for a bridge.
+    if kind != "m.read.private" {
+        let mut receipt = serde_json::json!({ "ts": ts });
+        if let Some(thread) = &thread_id {
+            receipt["thread_id"] = thread.as_str().into();
+        }
+        let edu = serde_json::json!({
+            "type": "m.receipt",
+            "content": { event_id.as_str(): { kind: { user.as_str(): receipt } } },
+        });
+        services.appservice_ephemeral(room_id, &edu);
+    }
     services.ephemeral.set_receipt(
         room_id,
         Receipt {
@@ -85,7 +101,7 @@ fn store_receipt(
             event_id: event_id.clone(),
             kind: kind.to_owned(),
             thread_id,
-            ts: now_ms(),
+            ts,
         },
         &members,
     )?;

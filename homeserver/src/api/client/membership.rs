@@ -71,17 +71,41 @@ async fn enter_room(
         client_ip,
     )?;
     let user = session.user_id.clone();
-    blocking(move || {
-        let room_id = resolve_room(&services, &target)?;
-        match entry {
-            Entry::Join => services.join(&room_id, &user, reason.as_deref()).map_err(join_error),
-            Entry::Knock => services
-                .knock(&room_id, &user, reason.as_deref())
-                .map(|()| room_id)
-                .map_err(join_error),
+    let room_id = check_entry_policy(&services, &user, &target, entry).await?;
+    blocking(move || match entry {
+        Entry::Join => services.join(&room_id, &user, reason.as_deref()).map_err(join_error),
+        Entry::Knock => {
+            services.knock(&room_id, &user, reason.as_deref()).map(|()| room_id).map_err(join_error)
         }
     })
     .await
+}
+
+/// Resolves the room and asks the policy service whether `user` may join (or knock on) it: all
+/// joins go through here, by ID, by alias, restricted or after an invite.
+async fn check_entry_policy(
+    services: &Arc<Services>,
+    user: &ruma::UserId,
+    target: &RoomOrAliasId,
+    entry: Entry,
+) -> ApiResult<OwnedRoomId> {
+    let (s, u, t) = (services.clone(), user.to_owned(), target.to_owned());
+    let (room_id, known, is_invited) = blocking(move || {
+        let room_id = resolve_room(&s, &t)?;
+        let known = s.rooms.exists(&room_id)?;
+        let is_invited = s
+            .rooms
+            .membership(&room_id, &u)?
+            .is_some_and(|m| m.membership == MembershipState::Invite);
+        Ok((room_id, known, is_invited))
+    })
+    .await?;
+    // An unknown room gets its "not found" from the join itself; there is nothing to ask about.
+    if known {
+        let is_knock = matches!(entry, Entry::Knock);
+        services.policy_checks.user_may_join_room(user, &room_id, is_invited, is_knock).await?;
+    }
+    Ok(room_id)
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`
@@ -133,12 +157,28 @@ pub async fn invite(
         Some(&req.auth),
         req.client_ip.as_deref(),
     )?;
-    let invite_user::v3::InvitationRecipient::UserId(recipient) = &req.body.recipient else {
-        return Err(ApiError::Forbidden(
-            "third-party invites are not supported by this server".into(),
-        ));
+    let recipient = match &req.body.recipient {
+        invite_user::v3::InvitationRecipient::UserId(recipient) => recipient,
+        invite_user::v3::InvitationRecipient::ThirdPartyId(third) => {
+            // Asked even though the invite cannot be sent yet, so that a policy answer comes
+            // first and the check is in place when e-mail invites arrive.
+            services
+                .policy_checks
+                .user_may_send_3pid_invite(
+                    &req.auth.user_id,
+                    third.medium.as_str(),
+                    &third.address,
+                    &req.body.room_id,
+                )
+                .await?;
+            return Err(ApiError::Forbidden(
+                "third-party invites are not supported by this server".into(),
+            ));
+        }
+        _ => return Err(ApiError::BadJson("unknown kind of invite recipient".into())),
     };
     let invitee = recipient.user_id.clone();
+    services.provision_appservice_user(&invitee).await?;
     let reason = recipient.reason.clone();
     if invitee.server_name() == services.config.server_name
         && !services.accounts.exists(&invitee)?
@@ -146,6 +186,7 @@ pub async fn invite(
         return Err(ApiError::NotFound(format!("user {invitee} does not exist")));
     }
     let sender = req.auth.user_id.clone();
+    services.policy_checks.user_may_invite(&sender, &invitee, &req.body.room_id).await?;
     blocking(move || {
         services.rooms.invite(&req.body.room_id, &sender, &invitee, reason.as_deref(), false)?;
         Ok(())

@@ -59,16 +59,26 @@ pub async fn send(
             return Ok(event_id);
         }
         require_joined(&services, &body.room_id, &session.user_id)?;
+        let mut template = PduTemplate::message(kind, content);
+        template.origin_server_ts = massaged_timestamp(&session, body.timestamp);
         let pdu = services.rooms.append(
             &body.room_id,
             &session.user_id,
-            PduTemplate::message(kind, content),
+            template,
             Some((session.device_id.clone(), body.txn_id.clone())),
         )?;
         Ok(pdu.event_id().clone())
     })
     .await?;
     Ok(send_message_event::v3::Response::new(event_id))
+}
+
+/// The `ts` of a request, honoured only from an application service (timestamp massaging).
+pub(crate) fn massaged_timestamp(
+    session: &crate::service::accounts::Session,
+    ts: Option<ruma::MilliSecondsSinceUnixEpoch>,
+) -> Option<u64> {
+    session.appservice.as_ref().and(ts).map(|ts| ts.0.into())
 }
 
 /// Sending needs membership; the auth rules check it too, but this gives a clearer error.
@@ -112,6 +122,7 @@ pub async fn redact(
             content,
             state_key: None,
             redacts: Some(body.event_id.clone()),
+            origin_server_ts: None,
         };
         let pdu = services.rooms.append(
             &body.room_id,

@@ -2,6 +2,7 @@
 
 mod account;
 mod account_data;
+mod appservice;
 mod backup;
 mod devices;
 mod directory;
@@ -25,6 +26,7 @@ mod room_admin;
 mod room_create;
 mod search;
 mod session;
+mod sliding_sync;
 mod spaces;
 mod state;
 mod sync;
@@ -69,6 +71,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(session::whoami)
         .ruma_route(register::register)
         .ruma_route(register::available)
+        .ruma_route(appservice::ping)
         .ruma_route(account::change_password)
         .ruma_route(account::deactivate)
         .ruma_route(account::third_party_ids)
@@ -116,6 +119,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(directory::public_rooms)
         .ruma_route(directory::public_rooms_filtered)
         .ruma_route_custom(sync::sync)
+        .ruma_route(sliding_sync::sliding_sync)
         .ruma_route(ephemeral::typing)
         .ruma_route(ephemeral::receipt)
         .ruma_route(ephemeral::read_markers)

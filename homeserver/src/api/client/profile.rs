@@ -37,6 +37,7 @@ pub async fn get(
     services: Arc<Services>,
     req: Ruma<get_profile::v3::Request>,
 ) -> ApiResult<get_profile::v3::Response> {
+    services.provision_appservice_user(&req.body.user_id).await?;
     let account = account(&services, &req.body.user_id)?;
     let mut response = get_profile::v3::Response::new();
     if let Some(name) = account.displayname {

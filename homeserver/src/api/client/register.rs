@@ -10,7 +10,10 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma::Ruma,
     },
-    service::{Services, accounts::new_token, rate_limit::Action},
+    service::{
+        Services, accounts::new_token, appservice::Appservice, policy_check::RequestInfo,
+        rate_limit::Action,
+    },
 };
 
 /// `POST /_matrix/client/v3/register`
@@ -18,6 +21,12 @@ pub async fn register(
     services: Arc<Services>,
     req: Ruma<register::v3::Request>,
 ) -> ApiResult<register::v3::Response> {
+    if let Some(service) = req.auth {
+        return register_appservice_user(services, service, req.body, req.client_ip);
+    }
+    if req.body.login_type == Some(register::LoginType::ApplicationService) {
+        return Err(ApiError::MissingToken);
+    }
     services.rate_limits.check(Action::Register, None, req.client_ip.as_deref())?;
     let body = req.body;
     if body.kind == register::RegistrationKind::Guest {
@@ -43,10 +52,17 @@ pub async fn register(
     if services.accounts.exists(&user_id)? {
         return Err(ApiError::UserInUse);
     }
+    services.appservices.check_user_id(&user_id, None)?;
     uiaa::require(&services, "register", body.auth.as_ref(), &flows)?;
     let Some(password) = &body.password else {
         return Err(ApiError::MissingParam("a password is required".into()));
     };
+    let request_info =
+        RequestInfo(req.user_agent.clone(), req.client_ip.clone().unwrap_or_default());
+    services
+        .policy_checks
+        .check_registration_for_spam(body.username.as_deref(), request_info)
+        .await?;
     // Password hashing is slow by design: off the async workers.
     let (s, u, p) = (services.clone(), user_id.clone(), password.clone());
     super::membership::blocking(move || Ok(s.accounts.register(&u, Some(&p), false)?)).await?;
@@ -65,6 +81,53 @@ pub async fn register(
     Ok(response)
 }
 
+/// Registration by an application service (`m.login.application_service`): a user of its
+/// namespace, with no password and no user-interactive auth.
+fn register_appservice_user(
+    services: Arc<Services>,
+    service: Arc<Appservice>,
+    body: register::v3::Request,
+    client_ip: Option<String>,
+) -> ApiResult<register::v3::Response> {
+    if body.login_type != Some(register::LoginType::ApplicationService) {
+        return Err(ApiError::InvalidParam(
+            "an application service token must be used with `\"type\": \"m.login.application_service\"`"
+                .into(),
+        ));
+    }
+    let Some(username) = &body.username else {
+        return Err(ApiError::MissingParam("`username` is required".into()));
+    };
+    let user_id = match username.strip_prefix('@') {
+        Some(_) => ruma::OwnedUserId::try_from(username.to_lowercase())
+            .map_err(|e| ApiError::InvalidUsername(e.to_string()))?,
+        None => services.accounts.user_id(&username.to_lowercase())?,
+    };
+    if user_id.server_name() != services.config.server_name {
+        return Err(ApiError::InvalidUsername(format!("{user_id} is not a user of this server")));
+    }
+    if !service.is_user_in_namespace(&user_id) {
+        return Err(ApiError::Exclusive(format!(
+            "{user_id} is not in the user namespace of the application service {}",
+            service.id()
+        )));
+    }
+    services.accounts.register(&user_id, None, false)?;
+    tracing::info!(%user_id, appservice = service.id(), "registered by an application service");
+    let mut response = register::v3::Response::new(user_id.clone());
+    if !body.inhibit_login {
+        let (device_id, token) = services.accounts.create_device(
+            &user_id,
+            body.device_id.clone(),
+            body.initial_device_display_name.clone(),
+            client_ip,
+        )?;
+        response.device_id = Some(device_id);
+        response.access_token = Some(token);
+    }
+    Ok(response)
+}
+
 /// `GET /_matrix/client/v3/register/available`
 pub async fn available(
     services: Arc<Services>,
@@ -74,5 +137,6 @@ pub async fn available(
     if services.accounts.exists(&user_id)? {
         return Err(ApiError::UserInUse);
     }
+    services.appservices.check_user_id(&user_id, None)?;
     Ok(get_username_availability::v3::Response::new(true))
 }

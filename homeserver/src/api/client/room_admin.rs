@@ -27,6 +27,12 @@ pub async fn upgrade(
             body.new_version
         )));
     }
+    // An upgrade creates a room: the policy service sees the parts of an equivalent createRoom.
+    let room_config = serde_json::json!({
+        "room_version": body.new_version.as_str(),
+        "creation_content": { "predecessor": { "room_id": body.room_id } },
+    });
+    services.policy_checks.user_may_create_room(&user, room_config).await?;
     let new_room = blocking(move || {
         Ok(services.upgrade_room(
             &user,

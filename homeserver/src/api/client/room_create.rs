@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ruma::api::client::room::create_room;
+use ruma::api::client::room::{Visibility, create_room};
 
 use crate::{
     api::{
@@ -34,14 +34,30 @@ pub async fn create_room(
         )));
     }
     let creator = req.auth.user_id.clone();
+    if let Some(name) = &req.body.room_alias_name
+        && let Ok(alias) = ruma::OwnedRoomAliasId::try_from(format!(
+            "#{name}:{}",
+            services.config.server_name
+        ))
+    {
+        let caller = req.auth.appservice.as_ref().map(|a| a.id.as_str());
+        services.appservices.check_alias(&alias, caller)?;
+    }
+    // The policy service sees the whole request (initial state, power levels, invites,
+    // visibility) before anything is written.
+    let room_config = req.json_body.clone().unwrap_or_else(|| serde_json::json!({}));
+    services.policy_checks.user_may_create_room(&creator, room_config).await?;
+    let request = Arc::new(req.body);
+    let (s, c, r) = (services.clone(), creator.clone(), request.clone());
     let room_id = tokio::task::spawn_blocking(move || {
+        let (services, creator, request) = (s, c, r);
         let account = services.accounts.account(&creator)?.unwrap_or_default();
         services
             .rooms
-            .create_room(
+            .create_room_without_invites(
                 &creator,
                 CreateRoom {
-                    request: &req.body,
+                    request: &request,
                     default_version: &services.config.rooms.default_version,
                     supported: &SUPPORTED_ROOM_VERSIONS,
                     displayname: account.displayname,
@@ -53,5 +69,30 @@ pub async fn create_room(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     tracing::info!(%room_id, "room created");
+    // Invites and publication are checked once the room has an ID, as when they come later; a
+    // refusal leaves the room created without them and is the answer.
+    check_invites_and_publication(&services, &creator, &room_id, &request).await?;
+    let (s, id) = (services.clone(), room_id.clone());
+    super::membership::blocking(move || Ok(s.rooms.invite_and_publish(&id, &creator, &request)?))
+        .await?;
     Ok(create_room::v3::Response::new(room_id))
+}
+
+/// The policy checks of the invites and the directory listing a `createRoom` asks for.
+async fn check_invites_and_publication(
+    services: &Services,
+    creator: &ruma::UserId,
+    room_id: &ruma::RoomId,
+    request: &create_room::v3::Request,
+) -> ApiResult<()> {
+    let policy = &services.policy_checks;
+    let invites =
+        request.invite.iter().map(|invitee| policy.user_may_invite(creator, invitee, room_id));
+    for result in futures_util::future::join_all(invites).await {
+        result?;
+    }
+    if request.visibility == Visibility::Public {
+        policy.user_may_publish_room(creator, room_id).await?;
+    }
+    Ok(())
 }

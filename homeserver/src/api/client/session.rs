@@ -20,7 +20,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma::Ruma,
     },
-    service::Services,
+    service::{Services, appservice::Appservice, policy_check::RequestInfo},
 };
 
 /// `GET /_matrix/client/v3/login`
@@ -28,7 +28,10 @@ pub async fn login_types(
     _: Arc<Services>,
     _: Ruma<get_login_types::v3::Request>,
 ) -> ApiResult<get_login_types::v3::Response> {
-    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(Default::default())]))
+    Ok(get_login_types::v3::Response::new(vec![
+        LoginType::Password(Default::default()),
+        LoginType::ApplicationService(Default::default()),
+    ]))
 }
 
 /// `POST /_matrix/client/v3/login`
@@ -37,12 +40,13 @@ pub async fn login(
     req: Ruma<login::v3::Request>,
 ) -> ApiResult<login::v3::Response> {
     let body = req.body;
-    let LoginInfo::Password(password) = &body.login_info else {
-        return Err(ApiError::Unrecognized);
-    };
     #[allow(deprecated, reason = "older clients send `user` instead of `identifier`")]
-    let legacy_user = password.user.clone();
-    let named = match (&password.identifier, legacy_user) {
+    let (identifier, legacy_user) = match &body.login_info {
+        LoginInfo::Password(password) => (&password.identifier, password.user.clone()),
+        LoginInfo::ApplicationService(login) => (&login.identifier, login.user.clone()),
+        _ => return Err(ApiError::Unrecognized),
+    };
+    let named = match (identifier, legacy_user) {
         (Some(UserIdentifier::Matrix(id)), _) => Some(id.user.clone()),
         (None, Some(user)) => Some(user),
         _ => None,
@@ -51,6 +55,10 @@ pub async fn login(
         return Err(ApiError::Forbidden("only user-ID identifiers are supported".into()));
     };
     let user_id = resolve_user(&services, &named)?;
+    let LoginInfo::Password(password) = &body.login_info else {
+        let user_id = appservice_login_user(&services, req.auth.as_deref(), user_id)?;
+        return new_session(&services, user_id, &body, req.client_ip);
+    };
     let ip = req.client_ip.as_deref();
     services.rate_limits.login_attempt(ip, user_id.as_deref())?;
     // The same answer for an unknown user and a wrong password; both count for the back-off.
@@ -71,11 +79,56 @@ pub async fn login(
         return Err(invalid(Some(&user_id)));
     }
     services.rate_limits.login_succeeded(ip, &user_id);
+    services
+        .policy_checks
+        .check_login_for_spam(
+            &user_id,
+            body.device_id.as_ref().map(|d| d.as_str()),
+            body.initial_device_display_name.as_deref(),
+            RequestInfo(req.user_agent.clone(), ip.unwrap_or_default().to_owned()),
+        )
+        .await?;
+    new_session(&services, user_id, &body, req.client_ip)
+}
+
+/// The user an application service logs in as (`m.login.application_service`): one of its
+/// namespace that exists.
+fn appservice_login_user(
+    services: &Services,
+    service: Option<&Appservice>,
+    user_id: Option<OwnedUserId>,
+) -> ApiResult<OwnedUserId> {
+    let Some(service) = service else { return Err(ApiError::MissingToken) };
+    let Some(user_id) = user_id else {
+        return Err(ApiError::Forbidden("the user is not a user of this server".into()));
+    };
+    if !service.is_user_in_namespace(&user_id) {
+        return Err(ApiError::Forbidden(format!(
+            "{user_id} is not in the user namespace of the application service {}",
+            service.id()
+        )));
+    }
+    match services.accounts.account(&user_id)? {
+        None => Err(ApiError::Forbidden(format!("{user_id} is not registered"))),
+        Some(account) if account.deactivated => {
+            Err(ApiError::UserDeactivated("this account has been deactivated".into()))
+        }
+        Some(_) => Ok(user_id),
+    }
+}
+
+/// A new device and access token for a user who proved who they are.
+fn new_session(
+    services: &Services,
+    user_id: OwnedUserId,
+    body: &login::v3::Request,
+    client_ip: Option<String>,
+) -> ApiResult<login::v3::Response> {
     let (device_id, token) = services.accounts.create_device(
         &user_id,
         body.device_id.clone(),
         body.initial_device_display_name.clone(),
-        req.client_ip,
+        client_ip,
     )?;
     tracing::info!(%user_id, %device_id, "logged in");
     let mut response = login::v3::Response::new(user_id, token, device_id);
@@ -122,6 +175,9 @@ pub async fn whoami(
     req: Ruma<whoami::v3::Request>,
 ) -> ApiResult<whoami::v3::Response> {
     let mut response = whoami::v3::Response::new(req.auth.user_id, false);
-    response.device_id = Some(req.auth.device_id);
+    // An application service acting as a user without naming a device has none.
+    if req.auth.appservice.as_ref().is_none_or(|a| a.device) {
+        response.device_id = Some(req.auth.device_id);
+    }
     Ok(response)
 }

@@ -73,6 +73,7 @@ pub async fn send(
     services: Arc<Services>,
     req: Ruma<send_state_event::v3::Request>,
 ) -> ApiResult<send_state_event::v3::Response> {
+    let timestamp = super::message::massaged_timestamp(&req.auth, req.body.timestamp);
     let user = req.auth.user_id;
     let body = req.body;
     let content: Value = serde_json::from_str(body.body.json().get())
@@ -88,15 +89,23 @@ pub async fn send(
             "use the membership endpoints to change memberships".into(),
         ));
     }
+    // Power levels, join rules, `fr.relais.access` and every other state change.
+    services
+        .policy_checks
+        .user_may_send_state_event(
+            &user,
+            &body.room_id,
+            &body.event_type.to_string(),
+            &body.state_key,
+            &content,
+        )
+        .await?;
     let event_id = blocking(move || {
         require_joined(&services, &body.room_id, &user)?;
         check_canonical_alias(&services, &body.room_id, &body.event_type, &content)?;
-        let pdu = services.rooms.append(
-            &body.room_id,
-            &user,
-            PduTemplate::state(body.event_type.clone(), &body.state_key, content),
-            None,
-        )?;
+        let mut template = PduTemplate::state(body.event_type.clone(), &body.state_key, content);
+        template.origin_server_ts = timestamp;
+        let pdu = services.rooms.append(&body.room_id, &user, template, None)?;
         Ok(pdu.event_id().clone())
     })
     .await?;

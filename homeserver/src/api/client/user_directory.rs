@@ -6,10 +6,11 @@ use ruma::{OwnedMxcUri, api::client::user_directory::search_users};
 
 use crate::{
     api::{error::ApiResult, ruma::Ruma},
-    service::Services,
+    service::{Services, policy_check::UserProfile},
 };
 
-/// Searches local, active users whose ID or display name contains the term.
+/// Searches local, active users whose ID or display name contains the term, less those the
+/// policy service hides from the requester.
 pub async fn search(
     services: Arc<Services>,
     req: Ruma<search_users::v3::Request>,
@@ -36,5 +37,14 @@ pub async fn search(
         user.avatar_url = account.avatar_url.map(OwnedMxcUri::from);
         results.push(user);
     }
+    // The policy service may hide users from this requester (`check_username_for_spam`).
+    let results = services
+        .policy_checks
+        .filter_user_directory(&req.auth.user_id, results, |user| UserProfile {
+            user_id: user.user_id.clone(),
+            display_name: user.display_name.clone(),
+            avatar_url: user.avatar_url.as_ref().map(ToString::to_string),
+        })
+        .await;
     Ok(search_users::v3::Response::new(results, limited))
 }

@@ -44,6 +44,9 @@ pub struct PduTemplate {
     pub state_key: Option<String>,
     /// For redactions: the event to redact.
     pub redacts: Option<OwnedEventId>,
+    /// The `origin_server_ts` to give the event instead of now: application services bridging
+    /// history set it ("timestamp massaging"). Ignored for `m.room.create`.
+    pub origin_server_ts: Option<u64>,
 }
 
 impl PduTemplate {
@@ -54,12 +57,13 @@ impl PduTemplate {
             content,
             state_key: Some(state_key.to_owned()),
             redacts: None,
+            origin_server_ts: None,
         }
     }
 
     /// A message-like event.
     pub fn message(kind: TimelineEventType, content: serde_json::Value) -> Self {
-        Self { kind, content, state_key: None, redacts: None }
+        Self { kind, content, state_key: None, redacts: None, origin_server_ts: None }
     }
 }
 
@@ -199,6 +203,7 @@ impl Rooms {
         batch.put(&self.pdus, &shorteventid, &Json(stored.clone()));
         self.short.put_event(&mut batch, &event_id, shorteventid);
         batch.put(&self.timeline, &(shortroomid, count), &shorteventid);
+        batch.put(&self.stream, &count, &shorteventid);
         if let Some((device, txn)) = &stored.transaction {
             batch.put(&self.txns, &transaction_key(&room_id, sender, device, txn), &event_id);
         }
@@ -279,7 +284,11 @@ impl Rooms {
             CanonicalJsonValue::Integer((meta.depth + 1).try_into().unwrap_or_default()),
         );
         let now: u64 = MilliSecondsSinceUnixEpoch::now().0.into();
-        let ts = if is_create { self.globals.next_create_ts(now) } else { now };
+        let ts = match template.origin_server_ts {
+            _ if is_create => self.globals.next_create_ts(now),
+            Some(ts) => ts,
+            None => now,
+        };
         object.insert(
             "origin_server_ts".into(),
             CanonicalJsonValue::Integer(ruma::Int::new_saturating(ts as i64)),

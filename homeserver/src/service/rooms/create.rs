@@ -38,6 +38,19 @@ impl Rooms {
         params: CreateRoom<'_>,
     ) -> Result<OwnedRoomId, RoomError> {
         let request = params.request;
+        let room_id = self.create_room_without_invites(creator, params)?;
+        self.invite_and_publish(&room_id, creator, request)?;
+        Ok(room_id)
+    }
+
+    /// Creates a room up to its alias, without the invites and the directory listing: the
+    /// policy checks of those need the room ID (see [`Rooms::invite_and_publish`]).
+    pub fn create_room_without_invites(
+        &self,
+        creator: &UserId,
+        params: CreateRoom<'_>,
+    ) -> Result<OwnedRoomId, RoomError> {
+        let request = params.request;
         let version =
             request.room_version.clone().unwrap_or_else(|| params.default_version.clone());
         if !params.supported.contains(&version) {
@@ -238,18 +251,26 @@ impl Rooms {
             ))?;
         }
 
-        // 8. Invites.
-        for invitee in &request.invite {
-            self.invite(&room_id, creator, invitee, None, request.is_direct)?;
-        }
-
         if let Some(alias) = &alias {
             self.aliases.create(alias, &room_id, creator)?;
         }
-        if request.visibility == Visibility::Public {
-            self.aliases.set_public(&room_id, true)?;
-        }
         Ok(room_id)
+    }
+
+    /// The end of `createRoom`: the invites (step 8) and the directory listing.
+    pub fn invite_and_publish(
+        &self,
+        room_id: &ruma::RoomId,
+        creator: &UserId,
+        request: &Request,
+    ) -> Result<(), RoomError> {
+        for invitee in &request.invite {
+            self.invite(room_id, creator, invitee, None, request.is_direct)?;
+        }
+        if request.visibility == Visibility::Public {
+            self.aliases.set_public(room_id, true)?;
+        }
+        Ok(())
     }
 
     /// Invites `invitee` on behalf of `sender`.

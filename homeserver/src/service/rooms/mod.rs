@@ -40,6 +40,7 @@ pub fn column_families() -> Vec<&'static str> {
         "shortroomid_meta",
         "shorteventid_pdu",
         "roomcount_shorteventid",
+        "count_shorteventid",
         "txn_eventid",
         "relatesto_shorteventid",
     ];
@@ -114,6 +115,9 @@ pub struct Rooms {
     meta: Table<u64, Json<RoomMeta>>,
     pdus: Table<u64, Json<StoredPdu>>,
     timeline: Table<(u64, u64), u64>,
+    /// Every event of every room by stream position, for consumers that follow the whole stream
+    /// (application service transactions).
+    stream: Table<u64, u64>,
     txns: Table<(String, String, String), OwnedEventId>,
     relations: Table<(u64, u64), u64>,
     membership: membership::MembershipIndex,
@@ -141,6 +145,7 @@ impl Rooms {
             meta: db.table("shortroomid_meta")?,
             pdus: db.table("shorteventid_pdu")?,
             timeline: db.table("roomcount_shorteventid")?,
+            stream: db.table("count_shorteventid")?,
             txns: db.table("txn_eventid")?,
             relations: db.table("relatesto_shorteventid")?,
             membership: membership::MembershipIndex::new(db)?,

@@ -81,6 +81,27 @@ impl Rooms {
         Ok(events)
     }
 
+    /// Events of every room with a stream position in `(after, upto]`, in stream order, at most
+    /// `limit` of them, with their positions.
+    pub fn stream_events(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Arc<PduEvent>)>, RoomError> {
+        let mut events = Vec::new();
+        for entry in self.stream.scan_from(&(after + 1))? {
+            let (count, short) = entry?;
+            if count > upto || events.len() >= limit {
+                break;
+            }
+            if let Some(pdu) = self.pdu_by_short(short)? {
+                events.push((count, pdu));
+            }
+        }
+        Ok(events)
+    }
+
     /// The latest event at or before stream position `at`, whose `state_after` is the room state
     /// at that position.
     pub fn event_at(&self, shortroomid: u64, at: u64) -> Result<Option<Arc<PduEvent>>, RoomError> {
