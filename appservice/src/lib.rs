@@ -1,5 +1,20 @@
-//! The Relais policy application service: it will answer the homeserver's policy checks, keep
-//! the organisation directory, provision workspaces and write the audit log (see DESIGN.md).
+//! The Relais policy service: it answers the homeserver's policy checks from an in-memory index of
+//! the directory, and keeps that directory in Matrix rooms (see DESIGN.md, "The policy layer").
 //!
-//! Nothing is exposed yet: the rule engine it will serve lives in `relais-policy`, and the
-//! homeserver's check interface is built together with this crate (issues 6 and 7).
+//! This crate is the part that does not depend on how it reaches the homeserver:
+//! - [`PolicyConfig`]: the `[policy]` section (organisation tree bootstrap, partner servers,
+//!   email rules, server admins, guest terms);
+//! - [`records`]: the content of the `fr.relais.*` state events that hold users and delegations,
+//!   and of the audit events;
+//! - [`PolicyService`]: the index (a [`relais_policy::Directory`] rebuilt from the bootstrap and the
+//!   state events) and the decisions taken on it.
+//!
+//! The homeserver embeds it (`relais serve`): it computes room facts from room state, asks
+//! [`PolicyService::decide`], and writes the state events that change the directory.
+
+mod config;
+pub mod records;
+mod service;
+
+pub use config::{PolicyConfig, UnitConfig};
+pub use service::{PolicyService, ServiceError};

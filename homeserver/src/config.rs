@@ -46,6 +46,8 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// Access and refresh token lifetimes.
+    pub tokens: TokensConfig,
     /// Sync behaviour.
     pub sync: SyncConfig,
     /// The media repository.
@@ -54,6 +56,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     /// Application services (bridges, bots, the policy service).
     pub appservices: AppservicesConfig,
+    /// The policy layer: tiers, access classes, organisation tree, delegated administration.
+    pub policy: relais_appservice::PolicyConfig,
     /// The policy service asked before gated actions (`docs/policy-checks.md`).
     pub policy_checks: PolicyChecksConfig,
     /// The base URL clients should use, announced in `/.well-known/matrix/client`.
@@ -181,6 +185,38 @@ pub struct LimitsConfig {
     pub max_initial_state: usize,
     /// Most users invited in one `createRoom`.
     pub max_invites: usize,
+    /// Deepest nesting of arrays and objects in a JSON request body.
+    pub max_json_depth: usize,
+    /// Longest string (or object key) in a JSON request body, in bytes.
+    pub max_json_string_bytes: usize,
+    /// Most elements of one array, or members of one object, in a JSON request body.
+    pub max_json_items: usize,
+    /// Most users in one `/keys/query`.
+    pub max_keys_query_users: usize,
+    /// Most devices (summed over users) in one `/keys/claim`.
+    pub max_keys_claim_devices: usize,
+    /// Most messages (summed over users, `*` counting as one) in one `/sendToDevice`.
+    pub max_to_device_messages: usize,
+    /// Most devices in one `/delete_devices`.
+    pub max_delete_devices: usize,
+    /// Largest request head (request line and headers) accepted, in bytes; HTTP/1 answers 431
+    /// beyond it, HTTP/2 refuses the stream.
+    pub max_header_bytes: usize,
+    /// Longest a client may take to send a request's head, in seconds, before the connection is
+    /// closed (slow-client protection; also closes idle keep-alive connections).
+    pub header_read_timeout_secs: u64,
+}
+
+/// Access and refresh token lifetimes (Synapse's defaults).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    /// Lifetime of an access token issued with a refresh token, in seconds.
+    pub refreshable_access_token_lifetime_secs: u64,
+    /// Lifetime of an access token issued without a refresh token, in seconds; 0: no expiry.
+    pub nonrefreshable_access_token_lifetime_secs: u64,
+    /// Lifetime of a refresh token, in seconds; 0: no expiry.
+    pub refresh_token_lifetime_secs: u64,
 }
 
 /// Sync behaviour.
@@ -285,6 +321,20 @@ impl Default for Config {
                 request_timeout_secs: 90,
                 max_initial_state: 100,
                 max_invites: 100,
+                max_json_depth: 64,
+                max_json_string_bytes: 65_536,
+                max_json_items: 10_000,
+                max_keys_query_users: 1000,
+                max_keys_claim_devices: 10_000,
+                max_to_device_messages: 10_000,
+                max_delete_devices: 1000,
+                max_header_bytes: 32 * 1024,
+                header_read_timeout_secs: 30,
+            },
+            tokens: TokensConfig {
+                refreshable_access_token_lifetime_secs: 300,
+                nonrefreshable_access_token_lifetime_secs: 0,
+                refresh_token_lifetime_secs: 0,
             },
             sync: SyncConfig { max_timeout_ms: 60_000, default_timeline_limit: 10 },
             media: MediaConfig {
@@ -296,6 +346,7 @@ impl Default for Config {
                 pending_upload_expiry_secs: 86_400,
                 max_image_pixels: 32 * 1024 * 1024,
             },
+            policy: relais_appservice::PolicyConfig::default(),
             appservices: AppservicesConfig {
                 registration_files: Vec::new(),
                 request_timeout_secs: 30,
@@ -385,6 +436,7 @@ impl Config {
                 ),
             });
         }
+        self.validate_limits()?;
         if self.media.max_upload_bytes == 0 || self.media.max_image_pixels == 0 {
             return Err(ConfigError::Rule {
                 key: "media.max_upload_bytes",
@@ -397,6 +449,36 @@ impl Config {
             return Err(ConfigError::Rule {
                 key: "registration.tokens",
                 reason: "a registration token cannot be empty".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        if limits.max_json_depth < 8 || limits.max_json_depth > 128 {
+            return Err(ConfigError::Rule {
+                key: "limits.max_json_depth",
+                // Below 8, ordinary requests fail; above 128 the JSON parser refuses first.
+                reason: "must be between 8 and 128".to_owned(),
+            });
+        }
+        if limits.max_json_string_bytes < 65_536 {
+            return Err(ConfigError::Rule {
+                key: "limits.max_json_string_bytes",
+                reason: "must be at least 65536 so that a full-size event body fits".to_owned(),
+            });
+        }
+        if limits.max_header_bytes < 8192 {
+            return Err(ConfigError::Rule {
+                key: "limits.max_header_bytes",
+                reason: "must be at least 8192 (the HTTP library's smallest buffer)".to_owned(),
+            });
+        }
+        if self.tokens.refreshable_access_token_lifetime_secs == 0 {
+            return Err(ConfigError::Rule {
+                key: "tokens.refreshable_access_token_lifetime_secs",
+                reason: "must be positive".to_owned(),
             });
         }
         Ok(())

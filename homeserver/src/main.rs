@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use relais_homeserver::{config::Config, server, service::Services};
+use relais_homeserver::{api::route_table, config::Config, server, service::Services};
 
 #[derive(Parser)]
 #[command(name = "relais", version, about = "Relais Matrix homeserver")]
@@ -27,6 +27,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Prints every client API route as JSON lines: method, path and auth scheme.
+    Routes,
     /// Creates a local user (the server must not be running on the same database).
     CreateUser {
         /// Configuration file (TOML).
@@ -56,6 +58,11 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             println!("{}", toml::to_string_pretty(&config).context("printing the configuration")?);
             println!("# configuration is valid");
+        }
+        Command::Routes => {
+            for route in route_table::route_table(relais_homeserver::api::client::routes) {
+                println!("{}", serde_json::to_string(&route).context("printing a route")?);
+            }
         }
         Command::CreateUser { config, username, password, admin } => {
             let config = Config::load(config.as_deref())?;

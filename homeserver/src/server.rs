@@ -3,6 +3,8 @@
 //! Shutdown: on SIGTERM or Ctrl-C the listener stops accepting, in-flight requests finish (long
 //! polls are cut by their own timeouts), then the write-ahead log is flushed before exit.
 
+mod connections;
+
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
@@ -44,8 +46,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let typing = tokio::spawn(expire_typing(services.clone()));
     services.register_appservice_users().map_err(crate::service::StartError::from)?;
     services.start_appservice_senders();
-    let app = api::app(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    services.start_policy().map_err(crate::service::StartError::from)?;
+    let app = api::app(services.clone());
+    connections::serve(listener, app, &config.limits, shutdown_signal()).await;
     typing.abort();
     if let Err(e) = services.db.flush() {
         tracing::error!(error = %e, "flushing the database at shutdown failed");

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// The access token is unknown or revoked.
     #[error("unknown or expired access token")]
     UnknownToken,
+    /// The access token has expired: the client should use its refresh token (`soft_logout`).
+    #[error("the access token has expired")]
+    SoftLogout,
     /// The action is not allowed.
     #[error("{0}")]
     Forbidden(String),
@@ -140,7 +143,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::MissingToken => (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"),
-            Self::UnknownToken => (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
+            Self::UnknownToken | Self::SoftLogout => (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "M_FORBIDDEN"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "M_NOT_FOUND"),
             Self::NotJson(_) => (StatusCode::BAD_REQUEST, "M_NOT_JSON"),
@@ -185,6 +188,9 @@ impl IntoResponse for ApiError {
         let (status, errcode) = self.parts();
         let body = match &self {
             Self::Uiaa(info) => info.clone(),
+            Self::SoftLogout => {
+                json!({ "errcode": errcode, "error": self.to_string(), "soft_logout": true })
+            }
             Self::LimitExceeded { retry_after_ms } => json!({
                 "errcode": errcode,
                 "error": self.to_string(),

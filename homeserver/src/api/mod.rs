@@ -1,10 +1,13 @@
 //! HTTP: the axum router, its layers, and the handlers (one module per area of the spec).
 
+pub mod admin;
 pub mod client;
 pub mod error;
 pub mod health;
+mod json_limits;
 mod limits;
 pub mod metrics;
+pub mod route_table;
 pub mod ruma;
 
 use std::{sync::Arc, time::Duration};
@@ -26,6 +29,7 @@ pub fn app(services: Arc<Services>) -> Router {
     let timeout = Duration::from_secs(services.config.limits.request_timeout_secs);
     let metrics = Arc::new(metrics::Metrics::default());
     client::routes()
+        .merge(admin::routes())
         .merge(health::routes())
         .merge(metrics::routes(metrics.clone()))
         .fallback(|| async { ApiError::Unrecognized })

@@ -22,23 +22,29 @@ use ruma::api::{
     path_builder::PathBuilder,
 };
 
-use super::error::ApiError;
-use crate::service::{
-    Services,
-    accounts::{APPSERVICE_DEVICE, AppserviceCaller, Session},
-    appservice::Appservice,
+use super::{error::ApiError, json_limits, route_table};
+use crate::{
+    config::LimitsConfig,
+    service::{
+        Services,
+        accounts::{APPSERVICE_DEVICE, AppserviceCaller, Session, TokenCheck},
+        appservice::Appservice,
+    },
 };
 
 /// How a request type authenticates its caller.
 pub trait Authenticate {
     /// What the handler gets: a session, an optional session, or nothing.
     type Identity: Send + 'static;
+    /// The scheme's name in the route table (`relais routes`).
+    const SCHEME: &'static str;
     /// Authenticates the request.
     fn authenticate(services: &Services, parts: &Parts) -> Result<Self::Identity, ApiError>;
 }
 
 impl Authenticate for AccessToken {
     type Identity = Session;
+    const SCHEME: &'static str = "access_token";
     fn authenticate(services: &Services, parts: &Parts) -> Result<Session, ApiError> {
         let token = access_token(parts).ok_or(ApiError::MissingToken)?;
         session(services, parts, &token)
@@ -47,6 +53,7 @@ impl Authenticate for AccessToken {
 
 impl Authenticate for AccessTokenOptional {
     type Identity = Option<Session>;
+    const SCHEME: &'static str = "access_token_optional";
     fn authenticate(services: &Services, parts: &Parts) -> Result<Option<Session>, ApiError> {
         match access_token(parts) {
             Some(token) => session(services, parts, &token).map(Some),
@@ -58,8 +65,13 @@ impl Authenticate for AccessTokenOptional {
 /// The session of a user's access token, or of an application service's `as_token` acting as the
 /// user named by `user_id` (and the device named by `device_id`).
 fn session(services: &Services, parts: &Parts, token: &str) -> Result<Session, ApiError> {
-    if let Some(session) = services.accounts.authenticate(token)? {
-        return Ok(session);
+    match services.accounts.check_token(token)? {
+        TokenCheck::Valid(session) => {
+            services.check_account_usable(&session.user_id)?;
+            return Ok(session);
+        }
+        TokenCheck::Expired => return Err(ApiError::SoftLogout),
+        TokenCheck::Unknown => {}
     }
     let service = services.appservices.by_as_token(token).ok_or(ApiError::UnknownToken)?;
     let params: Vec<(String, String)> =
@@ -93,6 +105,7 @@ fn session(services: &Services, parts: &Parts, token: &str) -> Result<Session, A
 
 impl Authenticate for NoAuthentication {
     type Identity = ();
+    const SCHEME: &'static str = "none";
     fn authenticate(_: &Services, _: &Parts) -> Result<(), ApiError> {
         Ok(())
     }
@@ -100,6 +113,7 @@ impl Authenticate for NoAuthentication {
 
 impl Authenticate for NoAccessToken {
     type Identity = ();
+    const SCHEME: &'static str = "no_access_token";
     fn authenticate(_: &Services, _: &Parts) -> Result<(), ApiError> {
         Ok(())
     }
@@ -107,6 +121,7 @@ impl Authenticate for NoAccessToken {
 
 impl Authenticate for AppserviceToken {
     type Identity = Arc<Appservice>;
+    const SCHEME: &'static str = "appservice_token";
     fn authenticate(services: &Services, parts: &Parts) -> Result<Arc<Appservice>, ApiError> {
         let token = access_token(parts).ok_or(ApiError::MissingToken)?;
         services.appservices.by_as_token(&token).ok_or(ApiError::UnknownToken)
@@ -115,6 +130,7 @@ impl Authenticate for AppserviceToken {
 
 impl Authenticate for AppserviceTokenOptional {
     type Identity = Option<Arc<Appservice>>;
+    const SCHEME: &'static str = "appservice_token_optional";
     /// Login and registration: the application service whose token this is; a user's token (or
     /// none) makes an ordinary request.
     fn authenticate(
@@ -260,20 +276,33 @@ where
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_none_or(|v| v.starts_with("application/json") || v.is_empty());
-            if is_json {
-                match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    Ok(value) => json_body = Some(value),
-                    Err(e) => {
-                        return Err(ApiError::NotJson(format!(
-                            "request body is not valid JSON: {e}"
-                        )));
-                    }
-                }
-            }
+            json_body = parse_json_body(&bytes, is_json, &services.config.limits)?;
         }
         let request = http::Request::from_parts(parts, bytes);
         let body = T::try_from_http_request(request, &path_args).map_err(map_parse_error)?;
         Ok(Self { body, auth, client_ip, user_agent, json_body })
+    }
+}
+
+/// Parses a JSON body and checks it against the `limits.max_json_*` limits. Bodies sent with
+/// another content type are checked too (ruma parses them as JSON all the same) but are not
+/// returned, and one that is not JSON is left for ruma to refuse.
+fn parse_json_body(
+    bytes: &[u8],
+    is_json: bool,
+    limits: &LimitsConfig,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) => {
+            json_limits::check(&value, limits)?;
+            Ok(is_json.then_some(value))
+        }
+        // serde_json's own depth limit (128) is above any allowed `max_json_depth`.
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            Err(json_limits::too_deep(limits))
+        }
+        Err(e) if is_json => Err(ApiError::NotJson(format!("request body is not valid JSON: {e}"))),
+        Err(_) => Ok(None),
     }
 }
 
@@ -418,6 +447,7 @@ where
     let Ok(method) = MethodFilter::try_from(T::METHOD) else { return router };
     let mut router = router;
     for path in paths.iter().copied() {
+        route_table::record(T::METHOD.as_str(), path, <T::Authentication as Authenticate>::SCHEME);
         let handler = handler.clone();
         router = router.route(
             path,

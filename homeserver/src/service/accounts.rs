@@ -1,4 +1,4 @@
-//! Accounts: users, passwords, devices, access tokens, profiles.
+//! Accounts: users, passwords, devices, access and refresh tokens, profiles.
 //!
 //! Passwords are hashed with Argon2id. Access tokens are 32 bytes from the OS CSPRNG; only their
 //! SHA-256 is stored and looked up, so a copy of the database holds no usable token and no
@@ -12,12 +12,17 @@ use argon2::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use parking_lot::RwLock;
-use rand::{Rng, RngCore, distributions::Alphanumeric};
+use rand::RngCore;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::storage::{Batch, Db, Json, StorageError, Table};
+
+mod tokens;
+
+use tokens::StoredToken;
+pub use tokens::{IssuedTokens, NewTokens, RefreshError, TokenCheck};
 
 /// Column families owned by the account service.
 pub const COLUMN_FAMILIES: &[&str] =
@@ -71,6 +76,9 @@ pub struct Device {
     pub last_seen_ip: Option<String>,
     /// SHA-256 of its access token.
     token_hash: String,
+    /// SHA-256 of its refresh token, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token_hash: Option<String>,
 }
 
 /// Who an access token belongs to.
@@ -106,11 +114,13 @@ pub struct Accounts {
     server_name: OwnedServerName,
     passwords: Table<OwnedUserId, String>,
     accounts: Table<OwnedUserId, Json<Account>>,
-    sessions: Table<String, Json<Session>>,
+    sessions: Table<String, Json<StoredToken>>,
     devices: Table<(OwnedUserId, String), Json<Device>>,
-    session_cache: RwLock<HashMap<String, Session>>,
+    session_cache: RwLock<HashMap<String, StoredToken>>,
     /// Serialises registrations: the "is the ID free" check and the write must not interleave.
     register_lock: parking_lot::Mutex<()>,
+    /// Serialises token issuing: a refresh token must not be swapped twice concurrently.
+    token_lock: parking_lot::Mutex<()>,
 }
 
 impl Accounts {
@@ -124,6 +134,7 @@ impl Accounts {
             devices: db.table("userdeviceid_device")?,
             session_cache: RwLock::new(HashMap::new()),
             register_lock: parking_lot::Mutex::new(()),
+            token_lock: parking_lot::Mutex::new(()),
         })
     }
 
@@ -205,7 +216,8 @@ impl Accounts {
         Ok(())
     }
 
-    /// Creates (or replaces) a device and returns it with a fresh access token.
+    /// Creates (or replaces) a device and returns it with a fresh access token that never
+    /// expires and no refresh token.
     pub fn create_device(
         &self,
         user_id: &UserId,
@@ -213,51 +225,17 @@ impl Accounts {
         display_name: Option<String>,
         ip: Option<String>,
     ) -> Result<(OwnedDeviceId, String), AccountError> {
-        let device_id = device_id.unwrap_or_else(|| {
-            let id: String =
-                rand::thread_rng().sample_iter(&Alphanumeric).take(10).map(char::from).collect();
-            id.to_uppercase().into()
-        });
-        let token = new_token();
-        let token_hash = hash_token(&token);
-        let mut batch = Batch::default();
-        let key = (user_id.to_owned(), device_id.to_string());
-        let previous = self.devices.get(&key)?;
-        if let Some(Json(previous)) = &previous {
-            batch.delete(&self.sessions, &previous.token_hash);
-        }
-        let device = Device {
-            device_id: device_id.clone(),
-            display_name: display_name
-                .or_else(|| previous.as_ref().and_then(|Json(d)| d.display_name.clone())),
-            last_seen_ts: Some(MilliSecondsSinceUnixEpoch::now().0.into()),
-            last_seen_ip: ip,
-            token_hash: token_hash.clone(),
-        };
-        batch.put(&self.devices, &key, &Json(device));
-        let session =
-            Session { user_id: user_id.to_owned(), device_id: device_id.clone(), appservice: None };
-        batch.put(&self.sessions, &token_hash, &Json(session.clone()));
-        self.devices.db().write(batch)?;
-        let mut cache = self.session_cache.write();
-        if let Some(Json(previous)) = previous {
-            cache.remove(&previous.token_hash);
-        }
-        cache.insert(token_hash, session);
-        Ok((device_id, token))
+        let issued =
+            self.create_session(user_id, device_id, display_name, ip, &NewTokens::default())?;
+        Ok((issued.device_id, issued.access_token))
     }
 
-    /// The session of an access token.
+    /// The session of a live access token; `None` for an unknown or expired one.
     pub fn authenticate(&self, token: &str) -> Result<Option<Session>, StorageError> {
-        let hash = hash_token(token);
-        if let Some(session) = self.session_cache.read().get(&hash) {
-            return Ok(Some(session.clone()));
-        }
-        let session = self.sessions.get(&hash)?.map(|Json(s)| s);
-        if let Some(session) = &session {
-            self.session_cache.write().insert(hash, session.clone());
-        }
-        Ok(session)
+        Ok(match self.check_token(token)? {
+            TokenCheck::Valid(session) => Some(session),
+            TokenCheck::Expired | TokenCheck::Unknown => None,
+        })
     }
 
     /// A user's devices.
@@ -301,11 +279,17 @@ impl Accounts {
     ) -> Result<(), StorageError> {
         let key = (user_id.to_owned(), device_id.to_string());
         let Some(Json(device)) = self.devices.get(&key)? else { return Ok(()) };
+        let revoked = tokens::revoked_hashes(Some(&device));
         let mut batch = Batch::default();
         batch.delete(&self.devices, &key);
-        batch.delete(&self.sessions, &device.token_hash);
+        for hash in &revoked {
+            batch.delete(&self.sessions, hash);
+        }
         self.devices.db().write(batch)?;
-        self.session_cache.write().remove(&device.token_hash);
+        let mut cache = self.session_cache.write();
+        for hash in &revoked {
+            cache.remove(hash);
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod media;
 pub mod membership;
 pub mod notifier;
+pub mod policy;
 pub mod policy_check;
 pub mod presence;
 pub mod push;
@@ -76,6 +77,9 @@ pub enum StartError {
     /// An application service registration is invalid.
     #[error(transparent)]
     Appservice(#[from] appservice::AppserviceError),
+    /// The policy layer could not start.
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
     /// The policy checks could not be set up.
     #[error(transparent)]
     PolicyCheck(#[from] policy_check::PolicyCheckError),
@@ -123,6 +127,8 @@ pub struct Services {
     pub sliding_sync: sliding_sync::Connections,
     /// Registered application services and their transaction queues.
     pub appservices: appservice::Appservices,
+    /// The embedded policy service: tiers, access classes, delegated administration.
+    pub policy: policy::Policy,
 }
 
 impl Services {
@@ -190,6 +196,7 @@ impl Services {
                 &config.appservices,
                 &config.server_name,
             )?,
+            policy: policy::Policy::new(&config.policy, config.server_name.as_str())?,
             config,
             db,
             globals,

@@ -122,7 +122,7 @@ async fn a_refused_invite_reaches_the_client_with_the_services_message() {
     .await;
     let server = server(&url, &[]);
     let alice = server.register("alice").await;
-    let _bob = server.register("bob").await;
+    let bob = server.register("bob").await;
     let _carol = server.register("carol").await;
     let room_body = json!({ "preset": "private_chat", "name": "R" });
     let room = alice.create_room(room_body.clone()).await;
@@ -148,6 +148,14 @@ async fn a_refused_invite_reaches_the_client_with_the_services_message() {
     assert_eq!(registration["username"], "alice");
     assert_eq!(registration["email_threepid"], Value::Null);
     assert_eq!(registration["request_info"][0][1], "127.0.0.1");
+    // The invites of a createRoom are asked about too: the room is made, bob is not invited.
+    let refused = alice
+        .post("/_matrix/client/v3/createRoom", json!({ "invite": ["@bob:localhost"] }))
+        .await
+        .err(403, "M_FORBIDDEN");
+    assert_eq!(refused["error"], "bob may not be invited (rule R7)");
+    let bob_sync = bob.sync(None, 0).await;
+    assert!(bob_sync["rooms"]["invite"].as_object().is_none_or(|rooms| rooms.is_empty()));
     assert!(!server.logs().contains(TOKEN), "the token is never logged");
 }
 

@@ -13,6 +13,7 @@ use super::uiaa::{self, Stage};
 use crate::{
     api::{
         error::{ApiError, ApiResult},
+        limits,
         ruma::Ruma,
     },
     service::{
@@ -118,6 +119,8 @@ pub async fn delete_many(
     services: Arc<Services>,
     req: Ruma<delete_devices::v3::Request>,
 ) -> ApiResult<delete_devices::v3::Response> {
+    let limit = services.config.limits.max_delete_devices;
+    limits::at_most(req.body.devices.len(), limit, "devices", "max_delete_devices")?;
     let user = &req.auth.user_id;
     if !manages_devices(&services, &req.auth) {
         uiaa::require(

@@ -21,6 +21,7 @@ use super::{
 use crate::{
     api::{
         error::{ApiError, ApiResult},
+        limits,
         ruma::Ruma,
     },
     service::{Services, keys::KeyError},
@@ -56,6 +57,9 @@ pub async fn query(
     services: Arc<Services>,
     req: Ruma<get_keys::v3::Request>,
 ) -> ApiResult<get_keys::v3::Response> {
+    let users = req.body.device_keys.len();
+    let limit = services.config.limits.max_keys_query_users;
+    limits::at_most(users, limit, "users in device_keys", "max_keys_query_users")?;
     blocking(move || Ok(services.query_keys(&req.auth.user_id, &req.body.device_keys)?)).await
 }
 
@@ -64,6 +68,9 @@ pub async fn claim(
     services: Arc<Services>,
     req: Ruma<claim_keys::v3::Request>,
 ) -> ApiResult<claim_keys::v3::Response> {
+    let devices = req.body.one_time_keys.values().map(|devices| devices.len()).sum();
+    let limit = services.config.limits.max_keys_claim_devices;
+    limits::at_most(devices, limit, "devices in one_time_keys", "max_keys_claim_devices")?;
     blocking(move || Ok(services.claim_keys(&req.body.one_time_keys)?)).await
 }
 

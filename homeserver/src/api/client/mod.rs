@@ -20,6 +20,7 @@ mod presence;
 mod profile;
 mod push_rules;
 mod pushers;
+mod refresh;
 mod register;
 mod relations;
 mod room_admin;
@@ -69,6 +70,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(session::logout)
         .ruma_route(session::logout_all)
         .ruma_route(session::whoami)
+        .ruma_route(refresh::refresh)
         .ruma_route(register::register)
         .ruma_route(register::available)
         .ruma_route(appservice::ping)

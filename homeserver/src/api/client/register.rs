@@ -11,7 +11,10 @@ use crate::{
         ruma::Ruma,
     },
     service::{
-        Services, accounts::new_token, appservice::Appservice, policy_check::RequestInfo,
+        Services,
+        accounts::{NewTokens, new_token},
+        appservice::Appservice,
+        policy_check::RequestInfo,
         rate_limit::Action,
     },
 };
@@ -69,16 +72,31 @@ pub async fn register(
     tracing::info!(%user_id, "registered");
     let mut response = register::v3::Response::new(user_id.clone());
     if !body.inhibit_login {
-        let (device_id, token) = services.accounts.create_device(
-            &user_id,
-            body.device_id.clone(),
-            body.initial_device_display_name.clone(),
-            req.client_ip,
-        )?;
-        response.device_id = Some(device_id);
-        response.access_token = Some(token);
+        log_in(&services, &body, req.client_ip, &mut response)?;
     }
     Ok(response)
+}
+
+/// A first device with its tokens for a new user, in the response to `/register`.
+fn log_in(
+    services: &Services,
+    body: &register::v3::Request,
+    client_ip: Option<String>,
+    response: &mut register::v3::Response,
+) -> ApiResult<()> {
+    let lifetimes = NewTokens::from_config(&services.config.tokens, body.refresh_token);
+    let issued = services.accounts.create_session(
+        &response.user_id,
+        body.device_id.clone(),
+        body.initial_device_display_name.clone(),
+        client_ip,
+        &lifetimes,
+    )?;
+    response.device_id = Some(issued.device_id);
+    response.access_token = Some(issued.access_token);
+    response.refresh_token = issued.refresh_token;
+    response.expires_in = issued.expires_in;
+    Ok(())
 }
 
 /// Registration by an application service (`m.login.application_service`): a user of its
@@ -116,14 +134,7 @@ fn register_appservice_user(
     tracing::info!(%user_id, appservice = service.id(), "registered by an application service");
     let mut response = register::v3::Response::new(user_id.clone());
     if !body.inhibit_login {
-        let (device_id, token) = services.accounts.create_device(
-            &user_id,
-            body.device_id.clone(),
-            body.initial_device_display_name.clone(),
-            client_ip,
-        )?;
-        response.device_id = Some(device_id);
-        response.access_token = Some(token);
+        log_in(&services, &body, client_ip, &mut response)?;
     }
     Ok(response)
 }

@@ -35,10 +35,8 @@ pub async fn create_room(
     }
     let creator = req.auth.user_id.clone();
     if let Some(name) = &req.body.room_alias_name
-        && let Ok(alias) = ruma::OwnedRoomAliasId::try_from(format!(
-            "#{name}:{}",
-            services.config.server_name
-        ))
+        && let Ok(alias) =
+            ruma::OwnedRoomAliasId::try_from(format!("#{name}:{}", services.config.server_name))
     {
         let caller = req.auth.appservice.as_ref().map(|a| a.id.as_str());
         services.appservices.check_alias(&alias, caller)?;
@@ -47,7 +45,9 @@ pub async fn create_room(
     // visibility) before anything is written.
     let room_config = req.json_body.clone().unwrap_or_else(|| serde_json::json!({}));
     services.policy_checks.user_may_create_room(&creator, room_config).await?;
-    let request = Arc::new(req.body);
+    let mut body = req.body;
+    services.policy_prepare_room(&creator, &mut body)?;
+    let request = Arc::new(body);
     let (s, c, r) = (services.clone(), creator.clone(), request.clone());
     let room_id = tokio::task::spawn_blocking(move || {
         let (services, creator, request) = (s, c, r);

@@ -20,7 +20,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma::Ruma,
     },
-    service::{Services, appservice::Appservice, policy_check::RequestInfo},
+    service::{Services, accounts::NewTokens, appservice::Appservice, policy_check::RequestInfo},
 };
 
 /// `GET /_matrix/client/v3/login`
@@ -124,14 +124,18 @@ fn new_session(
     body: &login::v3::Request,
     client_ip: Option<String>,
 ) -> ApiResult<login::v3::Response> {
-    let (device_id, token) = services.accounts.create_device(
+    let lifetimes = NewTokens::from_config(&services.config.tokens, body.refresh_token);
+    let issued = services.accounts.create_session(
         &user_id,
         body.device_id.clone(),
         body.initial_device_display_name.clone(),
         client_ip,
+        &lifetimes,
     )?;
-    tracing::info!(%user_id, %device_id, "logged in");
-    let mut response = login::v3::Response::new(user_id, token, device_id);
+    tracing::info!(%user_id, device_id = %issued.device_id, "logged in");
+    let mut response = login::v3::Response::new(user_id, issued.access_token, issued.device_id);
+    response.refresh_token = issued.refresh_token;
+    response.expires_in = issued.expires_in;
     response.well_known =
         Some(login::v3::DiscoveryInfo::new(login::v3::HomeserverInfo::new(services.base_url())));
     #[allow(deprecated, reason = "older clients still read home_server")]

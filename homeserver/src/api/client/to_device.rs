@@ -14,6 +14,7 @@ use super::membership::blocking;
 use crate::{
     api::{
         error::{ApiError, ApiResult},
+        limits,
         ruma::Ruma,
     },
     service::{Services, keys::ToDeviceMessage},
@@ -24,6 +25,9 @@ pub async fn send(
     services: Arc<Services>,
     req: Ruma<send_event_to_device::v3::Request>,
 ) -> ApiResult<send_event_to_device::v3::Response> {
+    let count = req.body.messages.values().map(|targets| targets.len()).sum();
+    let limit = services.config.limits.max_to_device_messages;
+    limits::at_most(count, limit, "to-device messages", "max_to_device_messages")?;
     blocking(move || {
         let messages = recipients(&services, &req.body.messages)?;
         services.keys.send_to_device(

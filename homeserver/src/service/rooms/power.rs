@@ -71,7 +71,7 @@ impl super::Rooms {
 
     /// The user's power in the room's current state, the power levels event and the room's rules.
     #[allow(clippy::type_complexity, reason = "a private helper returning three related values")]
-    fn current_power(
+    pub fn current_power(
         &self,
         room_id: &ruma::RoomId,
         user: &UserId,

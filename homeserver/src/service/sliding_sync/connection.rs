@@ -15,10 +15,14 @@ use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
 use super::SlidingSyncError;
+use crate::service::ephemeral::now_ms;
 use crate::storage::{Db, Json, StorageError, Table};
 
 /// Column family of the connection states.
 pub(super) const TABLE: &str = "userdeviceconn_slidingsync";
+
+/// A connection unused for this long is forgotten: its `pos` answers `M_UNKNOWN_POS`.
+const CONNECTION_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Identifies a connection: user, device and the client's `conn_id` (empty when not given).
 pub type ConnectionKey = (OwnedUserId, OwnedDeviceId, String);
@@ -127,6 +131,9 @@ impl ConnState {
 struct Connection {
     /// Responses handed out so far; part of every `pos`, so no two responses share one.
     seq: u64,
+    /// When the last response was handed out, in milliseconds since the epoch.
+    #[serde(default)]
+    last_used_ms: u64,
     current: Option<ConnState>,
     previous: Option<ConnState>,
 }
@@ -163,6 +170,12 @@ impl Connections {
         let Some(pos) = pos else { return Ok(None) };
         let unknown = || SlidingSyncError::UnknownPos(pos.to_owned());
         let conn = self.load(key)?.ok_or_else(unknown)?;
+        // 0: stored before connections recorded their last use; kept.
+        if conn.last_used_ms > 0 && now_ms().saturating_sub(conn.last_used_ms) > CONNECTION_TTL_MS {
+            self.cache.lock().remove(key);
+            self.table.remove(key)?;
+            return Err(unknown());
+        }
         [&conn.current, &conn.previous]
             .into_iter()
             .flatten()
@@ -183,7 +196,7 @@ impl Connections {
         next.pos = format!("{seq}_{}", next.upto);
         next.compact();
         let pos = next.pos.clone();
-        let conn = Connection { seq, current: Some(next), previous: base };
+        let conn = Connection { seq, last_used_ms: now_ms(), current: Some(next), previous: base };
         self.table.put(key, &Json(conn.clone()))?;
         self.cache.lock().insert(key.clone(), Arc::new(conn));
         Ok(pos)

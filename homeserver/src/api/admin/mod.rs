@@ -1,0 +1,26 @@
+//! The admin API: delegated administration of the policy layer (`/_relais/admin/v1/...`),
+//! authorised by the caller's Matrix access token and decided by their delegation.
+//! `docs/admin-api.md` documents it.
+
+mod policy;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    routing::{get, post, put},
+};
+
+use crate::service::Services;
+
+/// The admin routes.
+pub fn routes() -> Router<Arc<Services>> {
+    Router::new()
+        .route("/_relais/admin/v1/users", post(policy::create_user))
+        .route("/_relais/admin/v1/users/{user_id}", get(policy::get_user).put(policy::change_user))
+        .route(
+            "/_relais/admin/v1/units/{unit}/admins/{user_id}",
+            put(policy::appoint_admin).delete(policy::remove_admin),
+        )
+        .route("/_relais/admin/v1/units/{unit}/audit", get(policy::audit_log))
+}

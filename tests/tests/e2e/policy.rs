@@ -1,0 +1,201 @@
+//! The policy layer end to end: tiers, access classes and delegated administration, enforced by the
+//! embedded policy service at the choke points, with the directory and audit log in unit rooms
+//! that survive a restart.
+
+use relais_tests::{Client, Reply, TestServer, enc};
+use serde_json::{Value, json};
+
+const UNITS: &str =
+    r#"[{id="state"},{id="interior",parent="state"},{id="culture",parent="state"}]"#;
+
+fn start() -> TestServer {
+    TestServer::start_with(&[
+        ("RELAIS_POLICY__ENABLED", "true"),
+        ("RELAIS_POLICY__UNITS", UNITS),
+        ("RELAIS_POLICY__SERVER_ADMINS", r#"["@root:localhost"]"#),
+    ])
+}
+
+/// Logs in with a password.
+async fn login(server: &TestServer, user: &str) -> Client {
+    let mut client = server.client();
+    let reply = client
+        .post(
+            "/_matrix/client/v3/login",
+            json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user }, "password": "pw-pw-pw-pw" }),
+        )
+        .await
+        .ok();
+    client.token = Some(reply["access_token"].as_str().unwrap().to_owned());
+    client
+}
+
+async fn create_account(admin: &Client, username: &str, tier: &str, unit: &str) -> Reply {
+    admin
+        .post(
+            "/_relais/admin/v1/users",
+            json!({ "username": username, "password": "pw-pw-pw-pw", "tier": tier, "unit": unit, "reason": "test" }),
+        )
+        .await
+}
+
+fn rule(body: &Value) -> &str {
+    body["fr.relais.rule"].as_str().unwrap_or_default()
+}
+
+async fn invite(client: &Client, room: &str, user: &str) -> Reply {
+    client
+        .post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(room)), json!({ "user_id": user }))
+        .await
+}
+
+async fn set_class(client: &Client, room: &str, class: &str) -> Reply {
+    client
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/fr.relais.access/", enc(room)),
+            json!({ "class": class }),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn tiers_classes_and_delegated_administration() {
+    let mut server = start();
+    // Self-registration needs an invitation; the configured server admin may register.
+    let stranger = server.client();
+    let first = stranger
+        .post(
+            "/_matrix/client/v3/register",
+            json!({ "username": "stranger", "password": "pw-pw-pw-pw" }),
+        )
+        .await;
+    let session = first.body["session"].as_str().unwrap_or_default().to_owned();
+    let refused = stranger
+        .post(
+            "/_matrix/client/v3/register",
+            json!({ "username": "stranger", "password": "pw-pw-pw-pw", "auth": { "type": "m.login.dummy", "session": session } }),
+        )
+        .await
+        .err(403, "M_FORBIDDEN");
+    assert!(refused["error"].as_str().unwrap().contains("R1"), "{refused}");
+    let mut root = server.client();
+    root.register("root", "pw-pw-pw-pw").await;
+
+    // The root creates an agent of the interior and makes her its delegated admin.
+    create_account(&root, "alice", "agent", "interior").await.ok();
+    root.put(
+        "/_relais/admin/v1/units/interior/admins/@alice:localhost",
+        json!({ "reason": "head of unit" }),
+    )
+    .await
+    .ok();
+    let alice = login(&server, "alice").await;
+    let me = alice.get("/_relais/admin/v1/users/@alice:localhost").await.ok();
+    assert_eq!(me["record"]["tier"], "agent");
+    assert_eq!(me["administers"], json!(["interior"]));
+
+    // Alice administers the interior, not culture.
+    create_account(&alice, "bob", "public", "interior").await.ok();
+    let outside = create_account(&alice, "carol", "agent", "culture").await.err(403, "M_FORBIDDEN");
+    assert!(outside["error"].as_str().unwrap().contains("culture"), "{outside}");
+    let guest = create_account(&alice, "gus", "guest", "interior").await.ok();
+    assert_eq!(guest["record"]["sponsor"], "@alice:localhost");
+    assert!(guest["record"]["expires_at_ms"].as_u64().is_some());
+    let bob = login(&server, "bob").await;
+    let gus = login(&server, "gus").await;
+    // Bob, without a delegation, administers nothing.
+    create_account(&bob, "dan", "public", "interior").await.err(403, "M_FORBIDDEN");
+
+    // A new room of an agent is of class `agents`: a public agent cannot be invited (M1).
+    let room = alice.create_room(json!({ "name": "Crisis cell" })).await;
+    let class = alice
+        .get(&format!("/_matrix/client/v3/rooms/{}/state/fr.relais.access/", enc(&room)))
+        .await
+        .ok();
+    assert_eq!(class["class"], "agents");
+    let denied = invite(&alice, &room, "@bob:localhost").await.err(403, "M_FORBIDDEN");
+    assert_eq!(rule(&denied), "M1", "{denied}");
+
+    // Opening the room (P2, room admins) lets Bob in.
+    set_class(&alice, &room, "public").await.ok();
+    invite(&alice, &room, "@bob:localhost").await.ok();
+    bob.join(&room).await;
+    // A public agent never invites a guest (M2), and a guest never joins a `public` room.
+    let denied = invite(&bob, &room, "@gus:localhost").await.err(403, "M_FORBIDDEN");
+    assert!(matches!(rule(&denied), "M1" | "M2" | "M3"), "{denied}");
+    // Power: a public agent is at most a moderator (P1).
+    let pl_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels/", enc(&room));
+    let mut levels = alice.get(&pl_path).await.ok();
+    levels["users"]["@bob:localhost"] = json!(100);
+    let denied = alice.put(&pl_path, levels.clone()).await.err(403, "M_FORBIDDEN");
+    assert_eq!(rule(&denied), "P1", "{denied}");
+    levels["users"]["@bob:localhost"] = json!(50);
+    alice.put(&pl_path, levels).await.ok();
+
+    // Guests create no rooms (W2); invited into an `open` room by their sponsor, they join.
+    gus.post("/_matrix/client/v3/createRoom", json!({})).await.err(403, "M_FORBIDDEN");
+    set_class(&alice, &room, "open").await.ok();
+    invite(&alice, &room, "@gus:localhost").await.ok();
+    gus.join(&room).await;
+    // Bob cannot close the room (P3); he is a moderator, not a delegated admin.
+    let denied = set_class(&bob, &room, "agents").await;
+    assert_eq!(denied.status, 403, "{:?}", denied.body);
+
+    // Locking a guest ends their sessions at once; the lock is in the audit log.
+    alice
+        .put(
+            "/_relais/admin/v1/users/@gus:localhost",
+            json!({ "status": "locked", "reason": "contract ended" }),
+        )
+        .await
+        .ok();
+    let locked = gus.get("/_matrix/client/v3/account/whoami").await;
+    assert!(locked.status == 401 || locked.status == 403, "{locked:?}");
+    let log = alice.get("/_relais/admin/v1/units/interior/audit").await.ok();
+    let actions: Vec<&str> =
+        log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(
+        actions.contains(&"create_account") && actions.contains(&"appoint_admin"),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"change_user"), "{actions:?}");
+    let lock =
+        log["entries"].as_array().unwrap().iter().find(|e| e["action"] == "change_user").unwrap();
+    assert_eq!(lock["reason"], "contract ended");
+    assert_eq!(lock["actor"], "@alice:localhost");
+    // The export formats; and no audit log outside one's scope.
+    let csv = alice.get("/_relais/admin/v1/units/interior/audit?format=csv").await;
+    assert_eq!(csv.status, 200);
+    alice.get("/_relais/admin/v1/units/culture/audit").await.err(403, "M_FORBIDDEN");
+    bob.get("/_relais/admin/v1/units/interior/audit").await.err(403, "M_FORBIDDEN");
+
+    // After a restart the directory is rebuilt from the unit rooms.
+    server.restart();
+    let mut alice = login(&server, "alice").await;
+    alice.url = server.url.clone();
+    create_account(&alice, "erin", "agent", "interior").await.ok();
+    let agents_room = alice.create_room(json!({})).await;
+    let denied = invite(&alice, &agents_room, "@bob:localhost").await.err(403, "M_FORBIDDEN");
+    assert_eq!(rule(&denied), "M1");
+    let gus_again = server.client();
+    let relogin = gus_again
+        .post(
+            "/_matrix/client/v3/login",
+            json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "gus" }, "password": "pw-pw-pw-pw" }),
+        )
+        .await;
+    assert_eq!(relogin.status, 403, "a locked account stays locked: {:?}", relogin.body);
+}
+
+#[tokio::test]
+async fn the_admin_api_is_unrecognised_without_the_policy() {
+    let server = TestServer::start();
+    let admin = server.register("someone").await;
+    admin
+        .post(
+            "/_relais/admin/v1/users",
+            json!({ "username": "x", "password": "p", "tier": "agent" }),
+        )
+        .await
+        .err(404, "M_UNRECOGNIZED");
+}
