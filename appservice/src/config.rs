@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use relais_policy::{EmailRule, Tier};
+use relais_policy::{AccessClass, EmailRule, Tier};
 use serde::{Deserialize, Serialize};
 
 /// The policy service's configuration.
@@ -28,6 +28,60 @@ pub struct PolicyConfig {
     pub guest_default_term_days: u64,
     /// Longest term a guest renewal may grant, in days.
     pub guest_max_term_days: u64,
+    /// The templates workspaces are created from (`[[policy.workspace_templates]]`).
+    pub workspace_templates: Vec<WorkspaceTemplate>,
+}
+
+/// A workspace template: the rooms a new workspace (a space) starts with.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceTemplate {
+    /// The template's identifier, named in creation requests (`standard`).
+    pub id: String,
+    /// The rooms created in the workspace, in this order.
+    pub rooms: Vec<TemplateRoom>,
+}
+
+/// One room of a [`WorkspaceTemplate`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRoom {
+    /// The room's name.
+    pub name: String,
+    /// The room's topic.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub topic: String,
+    /// The class of the room; the workspace's when absent, and never more open than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<AccessClass>,
+    /// The power level needed to post messages (`events_default`): 50 lets only moderators
+    /// post, as in an announcements room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_default: Option<i64>,
+}
+
+impl TemplateRoom {
+    fn named(name: &str, topic: &str) -> Self {
+        Self { name: name.to_owned(), topic: topic.to_owned(), class: None, events_default: None }
+    }
+}
+
+impl WorkspaceTemplate {
+    /// The default template: discussion, announcements (moderators post), documents, tasks.
+    pub fn standard() -> Self {
+        Self {
+            id: "standard".to_owned(),
+            rooms: vec![
+                TemplateRoom::named("Discussion", "Everyday conversation of the workspace"),
+                TemplateRoom {
+                    events_default: Some(50),
+                    ..TemplateRoom::named("Announcements", "Only moderators post here")
+                },
+                TemplateRoom::named("Documents", "Shared files and references"),
+                TemplateRoom::named("Tasks", "Who does what, by when"),
+            ],
+        }
+    }
 }
 
 /// One organisation unit of the bootstrap tree.
@@ -58,6 +112,7 @@ impl Default for PolicyConfig {
             servers: BTreeMap::new(),
             guest_default_term_days: 90,
             guest_max_term_days: 365,
+            workspace_templates: vec![WorkspaceTemplate::standard()],
         }
     }
 }

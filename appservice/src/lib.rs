@@ -16,5 +16,5 @@ mod config;
 pub mod records;
 mod service;
 
-pub use config::{PolicyConfig, UnitConfig};
+pub use config::{PolicyConfig, TemplateRoom, UnitConfig, WorkspaceTemplate};
 pub use service::{PolicyService, ServiceError};

@@ -6,6 +6,8 @@
 //!   wins: moving a user to another unit writes a record in the new unit's room.
 //! - `fr.relais.delegation` (state key: the admin's user ID without its `@`) in the room of the unit they
 //!   administer: [`DelegationRecord`].
+//! - `fr.relais.invitation` (state key: the SHA-256 of the token, base64url) in the room of the unit the
+//!   accounts will join: [`InvitationRecord`].
 //! - `fr.relais.audit` (timeline event) in the room of the unit concerned: [`AuditEntry`]. The
 //!   rooms' timelines are the audit log.
 
@@ -20,6 +22,45 @@ pub struct DelegationRecord {
     pub active: bool,
     /// Who appointed (or removed) the admin.
     pub by: UserId,
+}
+
+/// A registration invitation: whoever holds its token may register an account of `tier` in
+/// `unit`, `uses_left` times, until `expires_at_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationRecord {
+    /// The tier of the accounts it creates.
+    pub tier: relais_policy::Tier,
+    /// Their unit.
+    pub unit: UnitId,
+    /// Who issued it: an admin, or the sponsoring agent of a guest.
+    pub issued_by: UserId,
+    /// When it stops being valid, in milliseconds since the epoch.
+    pub expires_at_ms: u64,
+    /// Registrations it still allows.
+    pub uses_left: u32,
+    /// For guest accounts: how long each account lasts from its registration, in milliseconds.
+    #[serde(default)]
+    pub guest_term_ms: Option<u64>,
+    /// Withdrawn by an admin.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+impl InvitationRecord {
+    /// Whether it still allows a registration at `now_ms`.
+    pub fn is_usable(&self, now_ms: u64) -> bool {
+        !self.revoked && self.uses_left > 0 && now_ms < self.expires_at_ms
+    }
+
+    /// The invitation as the decision engine checks it.
+    pub fn to_policy(&self) -> relais_policy::Invitation {
+        relais_policy::Invitation {
+            tier: self.tier,
+            unit: self.unit.clone(),
+            issued_by: self.issued_by.clone(),
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
 }
 
 /// One administrative action, as the audit log records it.

@@ -1,6 +1,9 @@
 //! The directory index and the decisions taken on it.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use parking_lot::RwLock;
 use relais_policy::{
@@ -8,7 +11,10 @@ use relais_policy::{
     UnitId, UserId, UserRecord,
 };
 
-use crate::{PolicyConfig, records::DelegationRecord};
+use crate::{
+    PolicyConfig,
+    records::{DelegationRecord, InvitationRecord},
+};
 
 /// Errors of the policy service.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +33,8 @@ pub struct PolicyService {
     config: PolicyConfig,
     parts: RwLock<DirectoryParts>,
     directory: RwLock<Arc<Directory>>,
+    /// Registration invitations by the SHA-256 (base64url) of their token.
+    invitations: RwLock<BTreeMap<String, InvitationRecord>>,
 }
 
 impl PolicyService {
@@ -55,7 +63,12 @@ impl PolicyService {
             ));
         }
         let directory = Directory::from_parts(parts.clone())?;
-        Ok(Self { config, parts: RwLock::new(parts), directory: RwLock::new(Arc::new(directory)) })
+        Ok(Self {
+            config,
+            parts: RwLock::new(parts),
+            directory: RwLock::new(Arc::new(directory)),
+            invitations: RwLock::new(BTreeMap::new()),
+        })
     }
 
     /// The configuration.
@@ -121,6 +134,26 @@ impl PolicyService {
                 }
             }
         })
+    }
+
+    /// Records an invitation (a `fr.relais.invitation` event) under the hash of its token.
+    pub fn apply_invitation(&self, token_hash: &str, record: InvitationRecord) {
+        self.invitations.write().insert(token_hash.to_owned(), record);
+    }
+
+    /// The invitation whose token hashes to `token_hash`.
+    pub fn invitation(&self, token_hash: &str) -> Option<InvitationRecord> {
+        self.invitations.read().get(token_hash).cloned()
+    }
+
+    /// The invitations for accounts in `units`, with the hashes of their tokens.
+    pub fn invitations_in(&self, units: &[UnitId]) -> Vec<(String, InvitationRecord)> {
+        self.invitations
+            .read()
+            .iter()
+            .filter(|(_, r)| units.contains(&r.unit))
+            .map(|(h, r)| (h.clone(), r.clone()))
+            .collect()
     }
 
     /// The units `user` administers (directly; their subtrees follow).

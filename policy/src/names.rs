@@ -23,6 +23,10 @@ pub const MEMBER: &str = "fr.relais.member";
 /// State event in a unit's room recording a delegated admin of that unit (state key: the user ID).
 pub const DELEGATION: &str = "fr.relais.delegation";
 
+/// State event in a unit's room recording a registration invitation (state key: the SHA-256 of the
+/// token, in hex, so that reading the room does not reveal usable tokens).
+pub const INVITATION: &str = "fr.relais.invitation";
+
 /// State event in a workspace's space describing it: owning unit and lifecycle (active, locked,
 /// archived).
 pub const WORKSPACE: &str = "fr.relais.workspace";
@@ -32,7 +36,7 @@ pub const WORKSPACE: &str = "fr.relais.workspace";
 pub const AUDIT: &str = "fr.relais.audit";
 
 /// Every name above, so that a test can check that none is misspelt or used twice.
-pub const ALL: &[&str] = &[ACCESS, ORG_UNIT, MEMBER, DELEGATION, WORKSPACE, AUDIT];
+pub const ALL: &[&str] = &[ACCESS, ORG_UNIT, MEMBER, DELEGATION, INVITATION, WORKSPACE, AUDIT];
 
 #[cfg(test)]
 mod tests {

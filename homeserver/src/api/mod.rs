@@ -4,7 +4,7 @@ pub mod admin;
 pub mod client;
 pub mod error;
 pub mod health;
-mod json_limits;
+pub mod json_limits;
 mod limits;
 pub mod metrics;
 pub mod route_table;

@@ -339,6 +339,14 @@ impl Accounts {
         Ok(account)
     }
 
+    /// Grants or withdraws server administration (the admin API's `admin` flag).
+    pub fn set_admin(&self, user_id: &UserId, admin: bool) -> Result<(), AccountError> {
+        let Some(mut account) = self.account(user_id)? else { return Err(AccountError::NotFound) };
+        account.admin = admin;
+        self.accounts.put(&user_id.to_owned(), &Json(account))?;
+        Ok(())
+    }
+
     /// Every local account, for the user directory.
     pub fn all(&self) -> Result<Vec<(OwnedUserId, Account)>, StorageError> {
         self.accounts.scan_all()?.map(|res| res.map(|(id, Json(a))| (id, a))).collect()
@@ -401,6 +409,7 @@ pub fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn hash_token(token: &str) -> String {
+/// The SHA-256 of a token, base64url: how tokens are stored and looked up.
+pub fn hash_token(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }

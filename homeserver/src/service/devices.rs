@@ -11,6 +11,7 @@ impl Services {
     pub fn remove_device(&self, user: &UserId, device: &DeviceId) -> Result<(), StorageError> {
         self.accounts.delete_device(user, device)?;
         self.remove_device_keys(user, device)?;
+        self.sliding_sync.forget_device(user, device)?;
         self.push.pushers().delete_for_device(user, device)
     }
 

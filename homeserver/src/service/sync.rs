@@ -154,8 +154,13 @@ impl Services {
         let limit = self.timeline_limit(req);
         let after = if initial { 0 } else { since };
         let (mut events, limited) = self.rooms.timeline_tail(shortroomid, after, upto, limit)?;
-        // In an initial sync of a room, start no earlier than the user can see.
-        events.retain(|pdu| filters::matches(&req.filter.room.timeline, pdu));
+        // Events before the user's join are shown only as `history_visibility` allows; from the
+        // join on, every event is visible, so the check is skipped for them.
+        events.retain(|pdu| {
+            filters::matches(&req.filter.room.timeline, pdu)
+                && (pdu.stored.count >= entry.since
+                    || self.can_see_event(&req.user, pdu).unwrap_or(false))
+        });
 
         let mut joined = JoinedRoom::new();
         joined.timeline.limited = limited;
@@ -235,8 +240,9 @@ impl Services {
         let (shortroomid, _) = self.rooms.require_meta(room_id)?;
         let Some(leave) = self.rooms.pdu(&entry.event_id)? else { return Ok(None) };
         let limit = self.timeline_limit(req);
-        let (events, limited) =
+        let (mut events, limited) =
             self.rooms.timeline_tail(shortroomid, req.since, leave.stored.count, limit)?;
+        events.retain(|pdu| self.can_see_event(&req.user, pdu).unwrap_or(false));
         let mut left = LeftRoom::new();
         left.timeline.limited = limited;
         left.timeline.prev_batch = events.first().map(|e| e.stored.count.to_string());

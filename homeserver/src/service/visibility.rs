@@ -2,7 +2,7 @@
 
 use ruma::{
     RoomId, UserId,
-    events::{StateEventType, room::member::MembershipState},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
 };
 use serde_json::Value;
 
@@ -49,6 +49,11 @@ impl Services {
 
     /// Whether `user` may see `pdu`.
     pub fn can_see_event(&self, user: &UserId, pdu: &PduEvent) -> Result<bool, RoomError> {
+        // Users always see their own membership changes: without their leave (or a rejected
+        // invite) the room would never leave their client's list.
+        if *pdu.kind() == TimelineEventType::RoomMember && pdu.state_key() == Some(user.as_str()) {
+            return Ok(true);
+        }
         let visibility = self.history_visibility(pdu.stored.state_before)?;
         if visibility == HistoryVisibility::WorldReadable {
             return Ok(true);

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod appservice;
+mod authorization;
 mod bad_input;
 mod crash;
 mod e2ee;
@@ -15,6 +16,7 @@ mod limits;
 mod media;
 mod ops;
 mod policy;
+mod policy_admin;
 mod policy_checks;
 mod push;
 mod refresh_tokens;

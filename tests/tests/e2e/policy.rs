@@ -199,3 +199,99 @@ async fn the_admin_api_is_unrecognised_without_the_policy() {
         .await
         .err(404, "M_UNRECOGNIZED");
 }
+
+/// Registers through the registration-token stage, as Element does.
+async fn register_with_token(server: &TestServer, username: &str, token: &str) -> Reply {
+    let client = server.client();
+    let first = client
+        .post(
+            "/_matrix/client/v3/register",
+            json!({ "username": username, "password": "pw-pw-pw-pw" }),
+        )
+        .await;
+    assert_eq!(first.status, 401, "{:?}", first.body);
+    let flows = first.body["flows"].to_string();
+    assert!(flows.contains("m.login.registration_token"), "{flows}");
+    let session = first.body["session"].as_str().unwrap().to_owned();
+    client
+        .post(
+            "/_matrix/client/v3/register",
+            json!({
+                "username": username,
+                "password": "pw-pw-pw-pw",
+                "auth": { "type": "m.login.registration_token", "token": token, "session": session },
+            }),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn registration_invitations_give_tier_unit_and_sponsor_once() {
+    let server = start();
+    let mut root = server.client();
+    root.register("root", "pw-pw-pw-pw").await;
+    let issued = root
+        .post(
+            "/_relais/admin/v1/invitations",
+            json!({ "tier": "public", "unit": "culture", "uses": 1 }),
+        )
+        .await
+        .ok();
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let validity = |token: String| {
+        let client = server.client();
+        async move {
+            client
+                .get(&format!(
+                    "/_matrix/client/v1/register/m.login.registration_token/validity?token={}",
+                    enc(&token)
+                ))
+                .await
+                .ok()["valid"]
+                .clone()
+        }
+    };
+    assert_eq!(validity(token.clone()).await, true);
+    assert_eq!(validity("made-up".into()).await, false);
+
+    let registered = register_with_token(&server, "paula", &token).await.ok();
+    assert_eq!(registered["user_id"], "@paula:localhost");
+    let record = root.get("/_relais/admin/v1/users/@paula:localhost").await.ok();
+    assert_eq!(record["record"]["tier"], "public");
+    assert_eq!(record["record"]["unit"], "culture");
+    // Single use: the token is spent.
+    assert_eq!(validity(token.clone()).await, false);
+    let again = register_with_token(&server, "pierre", &token).await;
+    assert!(again.status == 401 || again.status == 403, "{:?}", again.body);
+
+    // A guest invitation from an agent makes them the guest's sponsor; listing shows no token.
+    create_account(&root, "alice", "agent", "interior").await.ok();
+    let alice = login(&server, "alice").await;
+    let issued = alice
+        .post("/_relais/admin/v1/invitations", json!({ "tier": "guest", "guest_term_days": 30 }))
+        .await;
+    // M3: an agent may bring in a guest, whom they then sponsor.
+    let issued = issued.ok();
+    let guest_token = issued["token"].as_str().unwrap().to_owned();
+    register_with_token(&server, "gina", &guest_token).await.ok();
+    let record = root.get("/_relais/admin/v1/users/@gina:localhost").await.ok();
+    assert_eq!(record["record"]["tier"], "guest");
+    assert_eq!(record["record"]["sponsor"], "@alice:localhost");
+    assert!(record["record"]["expires_at_ms"].as_u64().is_some());
+    let listed = root.get("/_relais/admin/v1/invitations?unit=state").await.ok();
+    assert!(!listed.to_string().contains(&token), "tokens are never stored: {listed}");
+    // An admin can withdraw an unused invitation.
+    let spare = root
+        .post("/_relais/admin/v1/invitations", json!({ "tier": "agent", "unit": "interior" }))
+        .await
+        .ok();
+    let spare_token = spare["token"].as_str().unwrap().to_owned();
+    root.request(
+        reqwest::Method::DELETE,
+        &format!("/_relais/admin/v1/invitations/{}", enc(spare["id"].as_str().unwrap())),
+        Some(json!({ "reason": "sent to the wrong person" })),
+    )
+    .await
+    .ok();
+    assert_eq!(validity(spare_token).await, false);
+}

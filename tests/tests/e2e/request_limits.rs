@@ -47,6 +47,14 @@ async fn json_bodies_are_limited_in_depth_string_length_and_items() {
 }
 
 #[tokio::test]
+async fn a_body_that_makes_ruma_panic_is_a_client_error() {
+    let server = TestServer::start();
+    // ruma's `/login` parser indexes `type` without checking it is there (found by fuzzing).
+    let reply = server.client().post("/_matrix/client/v3/login", json!({ "user": "alice" })).await;
+    reply.err(400, "M_BAD_JSON");
+}
+
+#[tokio::test]
 async fn events_over_65536_bytes_are_refused() {
     let server = TestServer::start();
     let alice = server.register("alice").await;

@@ -2,7 +2,10 @@
 //! authorised by the caller's Matrix access token and decided by their delegation.
 //! `docs/admin-api.md` documents it.
 
+mod invitations;
 mod policy;
+mod synapse;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -23,4 +26,15 @@ pub fn routes() -> Router<Arc<Services>> {
             put(policy::appoint_admin).delete(policy::remove_admin),
         )
         .route("/_relais/admin/v1/units/{unit}/audit", get(policy::audit_log))
+        .route("/_relais/admin/v1/invitations", post(invitations::issue).get(invitations::list))
+        .route("/_relais/admin/v1/invitations/{id}", axum::routing::delete(invitations::revoke))
+        .route("/_relais/admin/v1/workspaces", post(workspaces::create))
+        .route("/_relais/admin/v1/workspaces/templates", get(workspaces::templates))
+        .route("/_relais/admin/v1/workspaces/{room_id}/close", post(workspaces::close))
+        .route("/_relais/admin/v1/workspaces/{room_id}/lock", post(workspaces::lock))
+        .route("/_relais/admin/v1/workspaces/{room_id}/archive", post(workspaces::archive))
+        .route("/_relais/admin/v1/workspaces/{room_id}/transfer", post(workspaces::transfer))
+        .route("/_relais/admin/v1/workspaces/{room_id}/recover", post(workspaces::recover))
+        .route("/_relais/admin/v1/workspaces/{room_id}/members", get(workspaces::members))
+        .merge(synapse::routes())
 }

@@ -28,22 +28,24 @@ use crate::{
     },
 };
 
-fn caller(services: &Services, parts: &Parts) -> ApiResult<Session> {
+/// The authenticated caller.
+pub(super) fn caller(services: &Services, parts: &Parts) -> ApiResult<Session> {
     <AccessToken as Authenticate>::authenticate(services, parts)
 }
 
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
+/// The JSON body (an empty body is `{}`).
+pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { bytes };
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadJson(format!("invalid request body: {e}")))
 }
 
-fn user_id(raw: &str) -> ApiResult<OwnedUserId> {
+pub(super) fn user_id(raw: &str) -> ApiResult<OwnedUserId> {
     OwnedUserId::try_from(raw).map_err(|e| ApiError::InvalidParam(format!("invalid user ID: {e}")))
 }
 
 /// Runs blocking policy work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, PolicyError> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(work)
@@ -188,7 +190,7 @@ pub async fn audit_log(
     }
 }
 
-fn with_type(text: String, content_type: &'static str) -> Response {
+pub(super) fn with_type(text: String, content_type: &'static str) -> Response {
     let mut response = text.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response

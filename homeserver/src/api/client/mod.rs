@@ -73,6 +73,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(refresh::refresh)
         .ruma_route(register::register)
         .ruma_route(register::available)
+        .ruma_route(register::token_validity)
         .ruma_route(appservice::ping)
         .ruma_route(account::change_password)
         .ruma_route(account::deactivate)

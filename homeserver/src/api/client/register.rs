@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use ruma::api::client::account::{get_username_availability, register};
+use ruma::api::client::account::{
+    check_registration_token_validity, get_username_availability, register,
+};
 
 use super::uiaa::{self, Stage};
 use crate::{
@@ -40,7 +42,10 @@ pub async fn register(
     if config.open {
         flows.push(Stage::Dummy);
     }
-    if !config.tokens.is_empty() {
+    if services.policy.enabled() {
+        // With the policy on, a registration token is an invitation: it gives the tier and unit.
+        flows.push(Stage::Invitation);
+    } else if !config.tokens.is_empty() {
         flows.push(Stage::RegistrationToken(&config.tokens));
     }
     if flows.is_empty() {
@@ -62,10 +67,27 @@ pub async fn register(
     };
     let request_info =
         RequestInfo(req.user_agent.clone(), req.client_ip.clone().unwrap_or_default());
+    let token = match &body.auth {
+        Some(ruma::api::client::uiaa::AuthData::RegistrationToken(given)) => {
+            Some(given.token.clone())
+        }
+        _ => None,
+    };
     services
         .policy_checks
-        .check_registration_for_spam(body.username.as_deref(), request_info)
+        .check_registration_for_spam(body.username.as_deref(), request_info, token.as_deref())
         .await?;
+    if services.policy.enabled()
+        && let Some(token) = token
+    {
+        // The invitation's use is taken (and the user recorded with its tier and unit) before
+        // the account exists, so that two registrations cannot share a single-use token.
+        let (s, u) = (services.clone(), user_id.clone());
+        super::membership::blocking(move || {
+            s.policy_register_with_invitation(&u, &token).map_err(ApiError::from)
+        })
+        .await?;
+    }
     // Password hashing is slow by design: off the async workers.
     let (s, u, p) = (services.clone(), user_id.clone(), password.clone());
     super::membership::blocking(move || Ok(s.accounts.register(&u, Some(&p), false)?)).await?;
@@ -150,4 +172,25 @@ pub async fn available(
     }
     services.appservices.check_user_id(&user_id, None)?;
     Ok(get_username_availability::v3::Response::new(true))
+}
+
+/// `GET /_matrix/client/v1/register/m.login.registration_token/validity`: whether a registration
+/// token (a configured one, or a policy invitation) can be used now.
+pub async fn token_validity(
+    services: Arc<Services>,
+    req: Ruma<check_registration_token_validity::v1::Request>,
+) -> ApiResult<check_registration_token_validity::v1::Response> {
+    services.rate_limits.check(Action::Register, None, req.client_ip.as_deref())?;
+    let token = &req.body.token;
+    let valid = if services.policy.enabled() {
+        services.policy_invitation(token).is_some()
+    } else {
+        services
+            .config
+            .registration
+            .tokens
+            .iter()
+            .any(|t| super::uiaa::constant_time_eq(t.as_bytes(), token.as_bytes()))
+    };
+    Ok(check_registration_token_validity::v1::Response::new(valid))
 }

@@ -13,13 +13,16 @@ pub enum Stage<'a> {
     RegistrationToken(&'a [String]),
     /// `m.login.password`: the password of this user.
     Password(&'a ruma::UserId),
+    /// `m.login.registration_token` with the token of a usable registration invitation of the
+    /// policy layer.
+    Invitation,
 }
 
 impl Stage<'_> {
     fn name(&self) -> &'static str {
         match self {
             Stage::Dummy => "m.login.dummy",
-            Stage::RegistrationToken(_) => "m.login.registration_token",
+            Stage::RegistrationToken(_) | Stage::Invitation => "m.login.registration_token",
             Stage::Password(_) => "m.login.password",
         }
     }
@@ -66,6 +69,9 @@ pub fn require(
         (Stage::Dummy, AuthData::Dummy(_)) => true,
         (Stage::RegistrationToken(tokens), AuthData::RegistrationToken(given)) => {
             tokens.iter().any(|t| constant_time_eq(t.as_bytes(), given.token.as_bytes()))
+        }
+        (Stage::Invitation, AuthData::RegistrationToken(given)) => {
+            services.policy_invitation(&given.token).is_some()
         }
         (Stage::Password(user), AuthData::Password(given)) => {
             let named = match &given.identifier {

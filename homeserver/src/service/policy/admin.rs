@@ -65,12 +65,12 @@ pub struct AuditRow {
 }
 
 impl Services {
-    fn require_policy(&self) -> Result<(), PolicyError> {
+    pub(super) fn require_policy(&self) -> Result<(), PolicyError> {
         if self.policy.enabled() { Ok(()) } else { Err(PolicyError::Disabled) }
     }
 
     /// Decides an administrative action; `Ok(authority)` names what allowed it.
-    fn authorise(&self, actor: &UserId, action: &Action) -> Result<String, PolicyError> {
+    pub(super) fn authorise(&self, actor: &UserId, action: &Action) -> Result<String, PolicyError> {
         if self.is_policy_exempt(actor)? {
             return Ok("server_admin".to_owned());
         }
@@ -295,7 +295,7 @@ impl Services {
         clippy::too_many_arguments,
         reason = "one call site per action, each naming every part"
     )]
-    fn record_user(
+    pub(super) fn record_user(
         &self,
         actor: &UserId,
         authority: &str,

@@ -3,7 +3,9 @@
 //! `#relais-unit-<unit>:<server>`). Users and delegations are state events in them; every change is
 //! also an `fr.relais.audit` timeline event, so the rooms' timelines are the audit log.
 
-use relais_appservice::records::{AuditEntry, DelegationRecord, UserRecord, names};
+use relais_appservice::records::{
+    AuditEntry, DelegationRecord, InvitationRecord, UserRecord, names,
+};
 use ruma::{
     OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId,
     api::client::room::{Visibility, create_room},
@@ -150,7 +152,7 @@ impl Services {
             let Some((_, meta)) = self.rooms.meta(&room)? else { continue };
             for pdu in self.rooms.state_events(meta.state)? {
                 let kind = pdu.kind().to_string();
-                if kind == names::MEMBER || kind == names::DELEGATION {
+                if kind == names::MEMBER || kind == names::DELEGATION || kind == names::INVITATION {
                     records.push(pdu);
                 }
             }
@@ -164,7 +166,19 @@ impl Services {
                 continue;
             };
             let user = &user_of_state_key(key);
-            let result = if pdu.kind().to_string() == names::MEMBER {
+            let kind = pdu.kind().to_string();
+            if kind == names::INVITATION {
+                match serde_json::from_value::<InvitationRecord>(content) {
+                    Ok(record) => {
+                        self.policy.service.apply_invitation(key, record);
+                        applied += 1;
+                    }
+                    Err(e) => tracing::warn!(event_id = %pdu.event_id(), error = %e,
+                        "invitation record skipped"),
+                }
+                continue;
+            }
+            let result = if kind == names::MEMBER {
                 serde_json::from_value::<UserRecord>(content)
                     .map_err(|e| PolicyError::BadRequest(e.to_string()))
                     .and_then(|r| Ok(self.policy.service.apply_member(user, r)?))
@@ -194,14 +208,27 @@ impl Services {
         rooms.iter().find(|(_, r)| r.as_str() == room.as_str()).map(|(unit, _)| unit.clone())
     }
 
-    /// Writes a state event of the directory in `unit`'s room, and its audit entry.
+    /// Writes a user's state event of the directory (keyed by [`user_state_key`]) in `unit`'s
+    /// room, and its audit entry.
     pub(super) fn write_directory(
+        &self,
+        unit: &str,
+        kind: &str,
+        user: &str,
+        content: Value,
+        audit: &AuditEntry,
+    ) -> Result<(), PolicyError> {
+        self.write_directory_event(unit, kind, user_state_key(user), content, Some(audit))
+    }
+
+    /// Writes a state event of the directory in `unit`'s room, and its audit entry if any.
+    pub(super) fn write_directory_event(
         &self,
         unit: &str,
         kind: &str,
         state_key: &str,
         content: Value,
-        audit: &AuditEntry,
+        audit: Option<&AuditEntry>,
     ) -> Result<(), PolicyError> {
         let room = self
             .policy
@@ -211,9 +238,10 @@ impl Services {
         self.rooms.append(
             &room,
             &bot,
-            PduTemplate::state(StateEventType::from(kind), user_state_key(state_key), content),
+            PduTemplate::state(StateEventType::from(kind), state_key, content),
             None,
         )?;
+        let Some(audit) = audit else { return Ok(()) };
         let audit =
             serde_json::to_value(audit).map_err(|e| PolicyError::BadRequest(e.to_string()))?;
         self.rooms.append(

@@ -297,7 +297,12 @@ impl PolicyCheck for EmbeddedPolicy {
                 .and_then(|t| t.get("address"))
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            decide_in(services, &user, &Action::Register { email, invitation: None }, None)
+            let invitation = args
+                .registration_token
+                .as_deref()
+                .and_then(|token| services.policy_invitation(token))
+                .map(|record| record.to_policy());
+            decide_in(services, &user, &Action::Register { email, invitation }, None)
         })
     }
 

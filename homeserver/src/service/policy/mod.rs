@@ -13,7 +13,11 @@ pub mod admin;
 pub mod directory_rooms;
 pub mod embedded;
 pub mod facts;
+pub mod invitations;
 pub mod rooms;
+pub mod user_admin;
+pub mod workspace_admin;
+pub mod workspaces;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -59,6 +63,8 @@ pub struct Policy {
     pub service: PolicyService,
     /// The room of each organisation unit.
     unit_rooms: RwLock<HashMap<String, OwnedRoomId>>,
+    /// Serialises the uses of invitations.
+    claim_lock: parking_lot::Mutex<()>,
 }
 
 impl Policy {
@@ -68,6 +74,7 @@ impl Policy {
         Ok(Self {
             service: PolicyService::new(config.clone(), server_name)?,
             unit_rooms: RwLock::new(HashMap::new()),
+            claim_lock: parking_lot::Mutex::new(()),
         })
     }
 

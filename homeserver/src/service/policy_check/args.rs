@@ -102,6 +102,10 @@ pub struct CheckRegistrationForSpam {
     pub request_info: Vec<RequestInfo>,
     /// The single-sign-on provider, if any (always `null` here).
     pub auth_provider_id: Option<String>,
+    /// The registration token the user presented, for the embedded policy service, which checks
+    /// its own invitations. Never sent to an external service: it is a secret.
+    #[serde(skip)]
+    pub registration_token: Option<String>,
 }
 
 /// `check_login_for_spam`: a user logs in (after the password was checked).

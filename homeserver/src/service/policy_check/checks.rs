@@ -223,6 +223,7 @@ impl PolicyChecks {
         &self,
         username: Option<&str>,
         request_info: RequestInfo,
+        registration_token: Option<&str>,
     ) -> Result<(), PolicyRefusal> {
         let callback = Callback::CheckRegistrationForSpam;
         let Some(backend) = self.backend_for(callback) else { return Ok(()) };
@@ -231,6 +232,7 @@ impl PolicyChecks {
             username: username.map(str::to_owned),
             request_info: vec![request_info],
             auth_provider_id: None,
+            registration_token: registration_token.map(str::to_owned),
         };
         self.settle(callback, backend.check_registration_for_spam(&args).await)
     }

@@ -11,12 +11,12 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId};
+use ruma::{DeviceId, OwnedDeviceId, OwnedRoomId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::SlidingSyncError;
 use crate::service::ephemeral::now_ms;
-use crate::storage::{Db, Json, StorageError, Table};
+use crate::storage::{Batch, Db, Json, StorageError, Table};
 
 /// Column family of the connection states.
 pub(super) const TABLE: &str = "userdeviceconn_slidingsync";
@@ -185,6 +185,18 @@ impl Connections {
             .ok_or_else(unknown)
     }
 
+    /// Forgets every connection of a device (logged out or deleted).
+    pub fn forget_device(&self, user: &UserId, device: &DeviceId) -> Result<(), StorageError> {
+        let prefix = (user.to_owned(), device.to_owned());
+        let mut batch = Batch::default();
+        for entry in self.table.scan_prefix(&prefix)? {
+            let (key, _) = entry?;
+            batch.delete(&self.table, &key);
+        }
+        self.cache.lock().retain(|(u, d, _), _| (u, d) != (&prefix.0, &prefix.1));
+        if batch.is_empty() { Ok(()) } else { self.table.db().write(batch) }
+    }
+
     /// Records `next`, computed from `base`, as the connection's state; returns its `pos`.
     pub fn commit(
         &self,
@@ -226,6 +238,43 @@ mod tests {
         let mut merged = small.clone();
         merged.merge(&big);
         assert!(big.covered_by(&merged));
+    }
+
+    #[test]
+    fn positions_resolve_from_memory_and_from_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = crate::storage::OpenOptions { sync_writes: false, cache_bytes: 1 << 20 };
+        let db = Db::open(dir.path(), &[TABLE], &options).expect("open");
+        let key: ConnectionKey = (
+            ruma::owned_user_id!("@a:x"),
+            ruma::OwnedDeviceId::from("DEV"),
+            "room-list".to_owned(),
+        );
+        let store = Connections::new(&db).expect("store");
+        assert!(store.resolve(&key, None).expect("no pos").is_none());
+        let unknown = |r: Result<Option<ConnState>, SlidingSyncError>| {
+            matches!(r, Err(SlidingSyncError::UnknownPos(_)))
+        };
+        assert!(unknown(store.resolve(&key, Some("1_5"))));
+
+        let first = store.commit(&key, None, ConnState { upto: 5, ..Default::default() });
+        let first = first.expect("commit");
+        let base = store.resolve(&key, Some(&first)).expect("current").expect("state");
+        assert_eq!(base.upto, 5);
+        let second = store.commit(&key, Some(base), ConnState { upto: 9, ..Default::default() });
+        let second = second.expect("commit");
+        assert_ne!(first, second);
+
+        // A new process: the store reads the table.
+        let reopened = Connections::new(&db).expect("store");
+        assert_eq!(reopened.resolve(&key, Some(&second)).expect("ok").map(|s| s.upto), Some(9));
+        assert_eq!(reopened.resolve(&key, Some(&first)).expect("ok").map(|s| s.upto), Some(5));
+        let base = reopened.resolve(&key, Some(&second)).expect("ok");
+        reopened.commit(&key, base, ConnState { upto: 12, ..Default::default() }).expect("commit");
+        assert!(unknown(reopened.resolve(&key, Some(&first))));
+        reopened.forget_device(&key.0, &key.1).expect("forget");
+        assert!(unknown(reopened.resolve(&key, Some(&second))));
+        assert!(unknown(Connections::new(&db).expect("store").resolve(&key, Some(&second))));
     }
 
     #[test]
