@@ -117,10 +117,11 @@ struct PolicyQuestion {
 }
 
 /// The policy decision function: any well-formed question about any consistent directory gets
-/// an answer without panicking, and a refusal always names a reason.
-pub fn policy_decision(data: &[u8]) {
-    let Ok(question) = serde_json::from_slice::<PolicyQuestion>(data) else { return };
-    let Ok(directory) = Directory::from_parts(question.directory) else { return };
+/// an answer without panicking, and a refusal always names a reason. Returns whether the input
+/// was a question that got decided.
+pub fn policy_decision(data: &[u8]) -> bool {
+    let Ok(question) = serde_json::from_slice::<PolicyQuestion>(data) else { return false };
+    let Ok(directory) = Directory::from_parts(question.directory) else { return false };
     let actor = Actor::new(question.actor);
     let decision = relais_policy::decide(
         &question.action,
@@ -132,6 +133,7 @@ pub fn policy_decision(data: &[u8]) {
     if let Decision::Deny { reason, .. } = decision {
         assert!(!reason.is_empty(), "a refusal without a reason");
     }
+    true
 }
 
 /// Parses `body` as a request of type `T` with the given method, path arguments and query.

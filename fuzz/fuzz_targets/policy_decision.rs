@@ -2,4 +2,6 @@
 
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| relais_fuzz::policy_decision(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    relais_fuzz::policy_decision(data);
+});

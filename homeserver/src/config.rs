@@ -403,8 +403,10 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        // RELAIS_PASSWORD feeds `relais create-user`, not the configuration.
-        figment = figment.merge(Env::prefixed("RELAIS_").ignore(&["PASSWORD"]).split("__"));
+        // RELAIS_PASSWORD feeds `relais create-user`, not the configuration; the others are the
+        // test harness's (`scripts/test.sh`, `relais-tests`), set while unit tests load defaults.
+        let not_config = ["PASSWORD", "TEST_PYTHON", "TEST_LOG", "BIN"];
+        figment = figment.merge(Env::prefixed("RELAIS_").ignore(&not_config).split("__"));
         let config: Config =
             figment.extract().map_err(|e| ConfigError::Invalid(describe_figment_error(e)))?;
         config.validate()?;

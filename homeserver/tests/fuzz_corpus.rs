@@ -50,7 +50,15 @@ fn pdu_inputs() {
 
 #[test]
 fn policy_decision_inputs() {
-    replay("policy_decision", checks::policy_decision);
+    replay("policy_decision", |data| {
+        checks::policy_decision(data);
+    });
+    // The seeds are questions the decision function answers, not inputs refused before it.
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/policy_decision");
+    for entry in std::fs::read_dir(seeds).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(checks::policy_decision(&std::fs::read(&path).unwrap()), "{}", path.display());
+    }
 }
 
 #[test]

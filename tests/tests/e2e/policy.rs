@@ -120,6 +120,15 @@ async fn tiers_classes_and_delegated_administration() {
     set_class(&alice, &room, "public").await.ok();
     invite(&alice, &room, "@bob:localhost").await.ok();
     bob.join(&room).await;
+    // A `public` room may be listed in the directory (D1); guests see none of it (D2).
+    let listing = format!("/_matrix/client/v3/directory/list/room/{}", enc(&room));
+    alice.put(&listing, json!({ "visibility": "public" })).await.ok();
+    let seen = bob.post("/_matrix/client/v3/publicRooms", json!({})).await.ok();
+    assert_eq!(seen["chunk"].as_array().unwrap().len(), 1, "{seen}");
+    let seen = gus.post("/_matrix/client/v3/publicRooms", json!({})).await.ok();
+    assert!(seen["chunk"].as_array().is_none_or(|c| c.is_empty()), "{seen}");
+    let anonymous = server.client().get("/_matrix/client/v3/publicRooms").await.ok();
+    assert!(anonymous["chunk"].as_array().is_none_or(|c| c.is_empty()), "{anonymous}");
     // A public agent never invites a guest (M2), and a guest never joins a `public` room.
     let denied = invite(&bob, &room, "@gus:localhost").await.err(403, "M_FORBIDDEN");
     assert!(matches!(rule(&denied), "M1" | "M2" | "M3"), "{denied}");
@@ -294,4 +303,68 @@ async fn registration_invitations_give_tier_unit_and_sponsor_once() {
     .await
     .ok();
     assert_eq!(validity(spare_token).await, false);
+}
+
+/// The policy bot's latest notice in a room, waiting up to ten seconds for one after `after`.
+async fn bot_answer(client: &Client, room: &str, after: usize) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(room));
+    for _ in 0..100 {
+        let chunk = client.get(&path).await.ok()["chunk"].as_array().unwrap().clone();
+        let notices: Vec<String> = chunk
+            .iter()
+            .rev()
+            .filter(|e| {
+                e["sender"] == "@relais-policy:localhost" && e["content"]["msgtype"] == "m.notice"
+            })
+            .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+            .collect();
+        if notices.len() > after {
+            return notices[notices.len() - 1].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the policy bot did not answer");
+}
+
+#[tokio::test]
+async fn the_bot_answers_delegated_admins_in_their_unit_room() {
+    let server = start();
+    let mut root = server.client();
+    root.register("root", "pw-pw-pw-pw").await;
+    create_account(&root, "alice", "agent", "interior").await.ok();
+    create_account(&root, "bob", "public", "interior").await.ok();
+    root.put("/_relais/admin/v1/units/interior/admins/@alice:localhost", json!({})).await.ok();
+    let alice = login(&server, "alice").await;
+    // The new admin was invited to the unit's room.
+    let alias = enc("#relais-unit-interior:localhost");
+    let room =
+        alice.get(&format!("/_matrix/client/v3/directory/room/{alias}")).await.ok()["room_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    alice.join(&room).await;
+
+    alice.say(&room, "c1", "!relais whois @bob:localhost").await;
+    let answer = bot_answer(&alice, &room, 0).await;
+    assert!(answer.contains("public") && answer.contains("interior"), "{answer}");
+
+    alice.say(&room, "c2", "!relais tier @bob:localhost agent promoted").await;
+    let answer = bot_answer(&alice, &room, 1).await;
+    assert!(answer.contains("now agent"), "{answer}");
+    let record = root.get("/_relais/admin/v1/users/@bob:localhost").await.ok();
+    assert_eq!(record["record"]["tier"], "agent");
+
+    alice.say(&room, "c3", "!relais invite public 1").await;
+    let answer = bot_answer(&alice, &room, 2).await;
+    let token =
+        answer.split_whitespace().find(|w| w.len() >= 40).unwrap().trim_end_matches('.').to_owned();
+    register_with_token(&server, "newcomer", &token).await.ok();
+
+    // Outside her scope the bot refuses, saying why.
+    alice.say(&room, "c4", "!relais admin add @bob:localhost culture").await;
+    let answer = bot_answer(&alice, &room, 3).await;
+    assert!(answer.starts_with("Refused"), "{answer}");
+    alice.say(&room, "c5", "!relais audit 3").await;
+    let answer = bot_answer(&alice, &room, 4).await;
+    assert!(answer.contains("register_with_invitation"), "{answer}");
 }

@@ -214,6 +214,10 @@ pub async fn public_rooms(
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> ApiResult<get_public_rooms::v3::Response> {
     check_local(&services, req.body.server.as_deref())?;
+    // With the policy on, nobody browses the directory anonymously (rule D2 refuses unknown users).
+    if !services.may_see_room_directory(None)? {
+        return Ok(get_public_rooms::v3::Response::new(Vec::new()));
+    }
     let (chunk, next, prev, total) =
         directory_page(&services, req.body.limit, req.body.since.as_deref(), None, &[])?;
     let mut response = get_public_rooms::v3::Response::new(chunk);
@@ -229,6 +233,10 @@ pub async fn public_rooms_filtered(
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> ApiResult<get_public_rooms_filtered::v3::Response> {
     check_local(&services, req.body.server.as_deref())?;
+    // Rule D2: guests see an empty directory.
+    if !services.may_see_room_directory(Some(&req.auth.user_id))? {
+        return Ok(get_public_rooms_filtered::v3::Response::new());
+    }
     let body = req.body;
     let (chunk, next, prev, total) = directory_page(
         &services,

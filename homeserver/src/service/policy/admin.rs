@@ -233,6 +233,9 @@ impl Services {
         let authority = self.authorise(actor, &action)?;
         let record = DelegationRecord { active, by: actor.as_str().into() };
         self.policy.service.apply_delegation(user.as_str(), unit, &record)?;
+        if active {
+            self.invite_to_unit_room(user, unit)?;
+        }
         let audit = AuditEntry {
             action: action.name().to_owned(),
             actor: actor.as_str().into(),

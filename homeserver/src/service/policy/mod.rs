@@ -8,8 +8,12 @@
 //!   homeserver asks at every choke point.
 //! - [`admin`]: the delegated-administration actions (set a tier, appoint an admin, lock...),
 //!   each decided, written to the directory and audited.
+//! - [`workspaces`]: workspaces created from the configured templates (a space and its rooms).
+//! - [`workspace_admin`]: close, lock, archive, transfer, recover a workspace, export its members.
+//! - [`user_admin`]: an admin's scope, and account changes for the Synapse-compatible admin API.
 
 pub mod admin;
+pub mod bot;
 pub mod directory_rooms;
 pub mod embedded;
 pub mod facts;
@@ -104,6 +108,7 @@ impl Services {
             "policy directory loaded"
         );
         self.policy_checks.set_backend(Arc::new(embedded::EmbeddedPolicy::new(self)));
+        self.rooms.add_event_hook(Arc::new(bot::PolicyBot::new(self)));
         Ok(())
     }
 
@@ -124,6 +129,21 @@ impl Services {
             return Ok(());
         }
         Err(PolicyError::Refused(decision.message().unwrap_or_default()))
+    }
+
+    /// Whether `user` (`None`: an anonymous caller) may list the room directory (rule D2).
+    pub fn may_see_room_directory(&self, user: Option<&UserId>) -> Result<bool, StorageError> {
+        if !self.policy.enabled() {
+            return Ok(true);
+        }
+        let Some(user) = user else { return Ok(false) };
+        let decision = self.policy.service.decide(
+            &relais_policy::Action::SeeRoomDirectory,
+            user.as_str(),
+            None,
+            super::ephemeral::now_ms(),
+        );
+        Ok(decision.is_allowed() || self.is_policy_exempt(user)?)
     }
 
     /// Whether `user` passes every check: a server admin (an account created as admin, or one

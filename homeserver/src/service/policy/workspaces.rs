@@ -234,7 +234,7 @@ impl Services {
             .map_err(bad)?;
         self.policy_prepare_room(actor, &mut request)?;
         let account = self.accounts.account(actor)?.unwrap_or_default();
-        Ok(self.rooms.create_room_without_invites(
+        let room = self.rooms.create_room_without_invites(
             actor,
             CreateRoom {
                 request: &request,
@@ -243,7 +243,14 @@ impl Services {
                 displayname: account.displayname,
                 avatar_url: account.avatar_url,
             },
-        )?)
+        )?;
+        // Being a creator gives the bot unbounded power, but only a joined member sends events:
+        // it joins now, while someone can still invite it, so that it can act when every admin
+        // has left (recover, close, lock).
+        let bot = self.policy_bot()?;
+        self.rooms.invite(&room, actor, &bot, None, false)?;
+        self.join(&room, &bot, None)?;
+        Ok(room)
     }
 
     /// Writes the audit entry of a workspace action in `unit`'s room.
