@@ -368,3 +368,33 @@ async fn the_bot_answers_delegated_admins_in_their_unit_room() {
     let answer = bot_answer(&alice, &room, 4).await;
     assert!(answer.contains("register_with_invitation"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_space_made_with_create_room_is_a_workspace_the_bot_can_recover() {
+    let server = start();
+    let mut root = server.client();
+    root.register("root", "pw-pw-pw-pw").await;
+    create_account(&root, "alice", "agent", "interior").await.ok();
+    create_account(&root, "bob", "public", "interior").await.ok();
+    let alice = login(&server, "alice").await;
+    let bob = login(&server, "bob").await;
+    let space = alice
+        .create_room(json!({ "name": "Floods", "creation_content": { "type": "m.space" } }))
+        .await;
+    let state = |kind: &str| format!("/_matrix/client/v3/rooms/{}/state/{kind}/", enc(&space));
+    let workspace = alice.get(&state("fr.relais.workspace")).await.ok();
+    assert_eq!(workspace["unit"], "interior");
+    assert_eq!(alice.get(&state("fr.relais.access")).await.ok()["class"], "agents");
+    let create = alice.get(&state("m.room.create")).await.ok();
+    assert!(
+        create["additional_creators"].to_string().contains("@relais-policy:localhost"),
+        "{create}"
+    );
+    let members =
+        alice.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&space))).await.ok();
+    assert!(members["joined"].get("@relais-policy:localhost").is_some(), "{members}");
+    // A public agent creates no workspace (W1).
+    bob.post("/_matrix/client/v3/createRoom", json!({ "creation_content": { "type": "m.space" } }))
+        .await
+        .err(403, "M_FORBIDDEN");
+}

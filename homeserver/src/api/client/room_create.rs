@@ -65,6 +65,10 @@ pub async fn create_room(
                 },
             )
             .map_err(ApiError::from)
+            .and_then(|room_id| {
+                services.policy_room_created(&room_id, &creator)?;
+                Ok(room_id)
+            })
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;

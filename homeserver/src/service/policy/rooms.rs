@@ -86,4 +86,29 @@ impl Services {
             .map_err(bad)?;
         Ok(())
     }
+
+    /// After `createRoom`: where [`Services::policy_prepare_room`] made the policy bot an
+    /// additional creator, the bot joins (invited by the creator), since a creator that is not
+    /// joined sends nothing; it can then recover, close or lock the room when every admin left.
+    pub fn policy_room_created(
+        &self,
+        room_id: &RoomId,
+        creator: &UserId,
+    ) -> Result<(), PolicyError> {
+        if !self.policy.enabled() {
+            return Ok(());
+        }
+        let bot = self.policy_bot()?;
+        let Some(create) = self.state_content(room_id, "m.room.create", "")? else { return Ok(()) };
+        let is_creator = create
+            .get("additional_creators")
+            .and_then(Value::as_array)
+            .is_some_and(|list| list.iter().any(|u| u.as_str() == Some(bot.as_str())));
+        if !is_creator || self.rooms.is_joined(room_id, &bot)? {
+            return Ok(());
+        }
+        self.rooms.invite(room_id, creator, &bot, None, false)?;
+        self.join(room_id, &bot, None)?;
+        Ok(())
+    }
 }
