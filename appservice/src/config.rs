@@ -28,6 +28,10 @@ pub struct PolicyConfig {
     pub guest_default_term_days: u64,
     /// Longest term a guest renewal may grant, in days.
     pub guest_max_term_days: u64,
+    /// How many days before a guest account ends the guest and their sponsor get a notice.
+    pub guest_reminder_days: u64,
+    /// How often the policy service looks for accounts to remind, in seconds.
+    pub reminder_interval_secs: u64,
     /// The templates workspaces are created from (`[[policy.workspace_templates]]`).
     pub workspace_templates: Vec<WorkspaceTemplate>,
 }
@@ -112,6 +116,8 @@ impl Default for PolicyConfig {
             servers: BTreeMap::new(),
             guest_default_term_days: 90,
             guest_max_term_days: 365,
+            guest_reminder_days: 7,
+            reminder_interval_secs: 3600,
             workspace_templates: vec![WorkspaceTemplate::standard()],
         }
     }

@@ -47,6 +47,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     services.register_appservice_users().map_err(crate::service::StartError::from)?;
     services.start_appservice_senders();
     services.start_policy().map_err(crate::service::StartError::from)?;
+    services.start_policy_reminders();
     let app = api::app(services.clone());
     connections::serve(listener, app, &config.limits, shutdown_signal()).await;
     typing.abort();

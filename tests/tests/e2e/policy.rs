@@ -398,3 +398,53 @@ async fn a_space_made_with_create_room_is_a_workspace_the_bot_can_recover() {
         .await
         .err(403, "M_FORBIDDEN");
 }
+
+/// The room a user is invited to, waiting up to ten seconds.
+async fn wait_for_invite(client: &Client) -> String {
+    for _ in 0..100 {
+        let sync = client.sync(None, 0).await;
+        if let Some(invites) = sync["rooms"]["invite"].as_object()
+            && let Some(room) = invites.keys().next()
+        {
+            return room.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no invite arrived");
+}
+
+#[tokio::test]
+async fn guests_and_sponsors_are_reminded_once_before_the_account_ends() {
+    let server = TestServer::start_with(&[
+        ("RELAIS_POLICY__ENABLED", "true"),
+        ("RELAIS_POLICY__UNITS", UNITS),
+        ("RELAIS_POLICY__SERVER_ADMINS", r#"["@root:localhost"]"#),
+        // Every guest is within the window; the task runs every second.
+        ("RELAIS_POLICY__GUEST_REMINDER_DAYS", "1000"),
+        ("RELAIS_POLICY__REMINDER_INTERVAL_SECS", "1"),
+    ]);
+    let mut root = server.client();
+    root.register("root", "pw-pw-pw-pw").await;
+    create_account(&root, "alice", "agent", "interior").await.ok();
+    let alice = login(&server, "alice").await;
+    create_account(&alice, "gus", "guest", "interior").await.ok();
+    let gus = login(&server, "gus").await;
+    let room = wait_for_invite(&gus).await;
+    gus.join(&room).await;
+    let notice = bot_answer(&gus, &room, 0).await;
+    assert!(notice.contains("guest account ends in"), "{notice}");
+    let sponsor_room = wait_for_invite(&alice).await;
+    alice.join(&sponsor_room).await;
+    let notice = bot_answer(&alice, &sponsor_room, 0).await;
+    assert!(notice.contains("@gus:localhost") && notice.contains("renew"), "{notice}");
+    // Once per expiry: later passes send nothing more.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(&room));
+    let notices = gus.get(&path).await.ok()["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["content"]["msgtype"] == "m.notice")
+        .count();
+    assert_eq!(notices, 1);
+}

@@ -18,6 +18,7 @@ pub mod directory_rooms;
 pub mod embedded;
 pub mod facts;
 pub mod invitations;
+pub mod reminders;
 pub mod rooms;
 pub mod user_admin;
 pub mod workspace_admin;
