@@ -79,6 +79,10 @@ pub struct Device {
     /// SHA-256 of its refresh token, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_token_hash: Option<String>,
+    /// SHA-256 of the refresh token that the current tokens replaced, valid until they are first
+    /// used (so that a client that lost the answer to `/refresh` can ask again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_refresh_hash: Option<String>,
 }
 
 /// Who an access token belongs to.

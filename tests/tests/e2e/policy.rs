@@ -448,3 +448,112 @@ async fn guests_and_sponsors_are_reminded_once_before_the_account_ends() {
         .count();
     assert_eq!(notices, 1);
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+async fn search_users(client: &Client, term: &str) -> Vec<String> {
+    client
+        .post("/_matrix/client/v3/user_directory/search", json!({ "search_term": term }))
+        .await
+        .ok()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_levels_of_admins_links_knocks_search_and_guest_expiry() {
+    let server = start();
+    let mut root = server.client();
+    root.register("root", "pw-pw-pw-pw").await;
+    // Two levels: Sam administers the state, and appoints Alice for the interior.
+    create_account(&root, "sam", "agent", "state").await.ok();
+    root.put("/_relais/admin/v1/units/state/admins/@sam:localhost", json!({})).await.ok();
+    let sam = login(&server, "sam").await;
+    create_account(&sam, "alice", "agent", "interior").await.ok();
+    sam.put("/_relais/admin/v1/units/interior/admins/@alice:localhost", json!({})).await.ok();
+    let alice = login(&server, "alice").await;
+    create_account(&alice, "erin", "agent", "interior").await.ok();
+    create_account(&alice, "bob", "public", "interior").await.ok();
+    create_account(&sam, "carl", "public", "culture").await.ok();
+    // Alice's attempt outside her subtree is refused, and the refusal is in culture's log.
+    create_account(&alice, "mallory", "agent", "culture").await.err(403, "M_FORBIDDEN");
+    alice
+        .put("/_relais/admin/v1/units/culture/admins/@erin:localhost", json!({}))
+        .await
+        .err(403, "M_FORBIDDEN");
+    let log = sam.get("/_relais/admin/v1/units/culture/audit").await.ok();
+    let refused: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("refused:"))
+        .collect();
+    assert!(refused.iter().any(|e| e["actor"] == "@alice:localhost"), "{log}");
+    // Sam, higher up, may act in culture.
+    create_account(&sam, "cleo", "agent", "culture").await.ok();
+
+    let gus_expiry = now_ms() + 3000;
+    alice
+        .post(
+            "/_relais/admin/v1/users",
+            json!({ "username": "gus", "password": "pw-pw-pw-pw", "tier": "guest", "expires_at_ms": gus_expiry }),
+        )
+        .await
+        .ok();
+    let erin = login(&server, "erin").await;
+    let bob = login(&server, "bob").await;
+    let gus = login(&server, "gus").await;
+
+    // Join by link: an open room with a public join rule admits agents, not uninvited guests.
+    let open = alice
+        .create_room(json!({ "preset": "public_chat", "initial_state": [
+            { "type": "fr.relais.access", "state_key": "", "content": { "class": "open" } }
+        ] }))
+        .await;
+    erin.join(&open).await;
+    let denied = gus
+        .post(&format!("/_matrix/client/v3/join/{}", enc(&open)), json!({}))
+        .await
+        .err(403, "M_FORBIDDEN");
+    assert_eq!(rule(&denied), "M1", "{denied}");
+    // Knocking: a public agent may knock on a `public` room; a guest's knock is refused.
+    let knockable = alice
+        .create_room(json!({ "initial_state": [
+            { "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } },
+            { "type": "fr.relais.access", "state_key": "", "content": { "class": "public" } }
+        ], "room_version": "12" }))
+        .await;
+    bob.post(&format!("/_matrix/client/v3/knock/{}", enc(&knockable)), json!({})).await.ok();
+    gus.post(&format!("/_matrix/client/v3/knock/{}", enc(&knockable)), json!({}))
+        .await
+        .err(403, "M_FORBIDDEN");
+
+    // User search: a guest finds only people they share a room with (D3); agents find anyone.
+    assert!(search_users(&erin, "carl").await.contains(&"@carl:localhost".to_owned()));
+    assert!(!search_users(&gus, "erin").await.contains(&"@erin:localhost".to_owned()));
+    invite(&alice, &open, "@gus:localhost").await.ok();
+    gus.join(&open).await;
+    assert!(search_users(&gus, "erin").await.contains(&"@erin:localhost".to_owned()));
+
+    // Expiry: the guest's requests are refused once the term is over, until the sponsor renews.
+    while now_ms() < gus_expiry + 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let expired = gus.get("/_matrix/client/v3/account/whoami").await.err(403, "M_FORBIDDEN");
+    assert!(expired["error"].as_str().unwrap().contains("R2"), "{expired}");
+    alice
+        .put(
+            "/_relais/admin/v1/users/@gus:localhost",
+            json!({ "expires_at_ms": now_ms() + 86_400_000, "reason": "project extended" }),
+        )
+        .await
+        .ok();
+    gus.get("/_matrix/client/v3/account/whoami").await.ok();
+    let log = alice.get("/_relais/admin/v1/units/interior/audit").await.ok();
+    assert!(log.to_string().contains("project extended"), "the renewal is audited");
+}

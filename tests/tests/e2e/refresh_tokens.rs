@@ -42,14 +42,19 @@ async fn an_expired_access_token_is_refreshed_once() {
 
     let anonymous = server.client();
     let refresh = json!({ "refresh_token": first["refresh_token"] });
+    let lost = anonymous.post("/_matrix/client/v3/refresh", refresh.clone()).await.ok();
+    // The answer is lost: the client asks again with the same refresh token, which stays valid
+    // until the new tokens are used, and the unused ones are revoked.
     let second = anonymous.post("/_matrix/client/v3/refresh", refresh.clone()).await.ok();
     assert_eq!(second["expires_in_ms"], 1000, "{second}");
     assert_ne!(second["refresh_token"], first["refresh_token"]);
+    let unused = with_token(&server, &lost["access_token"]);
+    unused.get("/_matrix/client/v3/account/whoami").await.err(401, "M_UNKNOWN_TOKEN");
     let whoami =
         with_token(&server, &second["access_token"]).get("/_matrix/client/v3/account/whoami").await;
     assert_eq!(whoami.ok()["device_id"], first["device_id"]);
 
-    // The used refresh token and the old access token are gone for good.
+    // Once the new tokens are used, the old refresh token and access token are gone for good.
     let reused = anonymous.post("/_matrix/client/v3/refresh", refresh).await;
     assert_ne!(reused.err(401, "M_UNKNOWN_TOKEN")["soft_logout"], true);
     let old = access.get("/_matrix/client/v3/account/whoami").await.err(401, "M_UNKNOWN_TOKEN");

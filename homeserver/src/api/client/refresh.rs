@@ -2,8 +2,9 @@
 //!
 //! Spec: <https://spec.matrix.org/latest/client-server-api/#post_matrixclientv3refresh>.
 //! Swaps a refresh token for a new access token (with `expires_in_ms`) and a new refresh token
-//! of the same device. Refresh tokens are single-use: the one given and the access token issued
-//! with it stop working at once (`service/accounts/tokens.rs` says why).
+//! of the same device. The access token issued with the given refresh token stops working at
+//! once; the given refresh token when the new tokens are first used
+//! (`service/accounts/tokens.rs`).
 
 use std::sync::Arc;
 

@@ -5,10 +5,11 @@
 //! each. An expired access token stays stored until its device refreshes or is removed, so that
 //! it is answered as expired (`soft_logout`) rather than unknown.
 //!
-//! Refresh tokens are single-use: `/refresh` revokes the refresh token it was given and the
-//! access token issued with it in the same batch as it writes the new pair. The spec lets the old
-//! refresh token live until the new pair is first used; we do not, so a client that loses the
-//! answer to `/refresh` has to log in again (matrix-sdk retries a lost answer as a new login).
+//! `/refresh` revokes the access token issued with the refresh token it was given, in the same
+//! batch as it writes the new pair. As the spec asks, the refresh token given stays valid until
+//! the new pair is first used (a client that lost the answer can ask again, which revokes the
+//! unused pair); that first use revokes it. So at most one refresh token of a device is usable
+//! once its current tokens have been used.
 
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ pub(super) struct StoredToken {
     /// A refresh token, usable only with `/refresh`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     refresh: bool,
+    /// The refresh token this token's pair replaced, revoked when either is first used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    supersedes: Option<String>,
 }
 
 impl StoredToken {
@@ -151,12 +155,13 @@ impl Accounts {
             last_seen_ip: ip,
             token_hash: String::new(),
             refresh_token_hash: None,
+            previous_refresh_hash: None,
         };
-        Ok(self.issue(user_id, device, previous.as_ref(), lifetimes)?)
+        Ok(self.issue(user_id, device, previous.as_ref(), lifetimes, None)?)
     }
 
     /// Swaps a refresh token for a new access token and refresh token of the same device; the
-    /// given refresh token and the access token issued with it stop working.
+    /// device's other tokens stop working, the given refresh token when the new ones are used.
     pub fn refresh(
         &self,
         refresh_token: &str,
@@ -172,11 +177,13 @@ impl Accounts {
         }
         let key = (stored.user_id.clone(), stored.device_id.to_string());
         let Some(Json(device)) = self.devices.get(&key)? else { return Err(RefreshError::Unknown) };
-        if device.refresh_token_hash.as_deref() != Some(hash.as_str()) {
+        let current = device.refresh_token_hash.as_deref() == Some(hash.as_str());
+        let retried = device.previous_refresh_hash.as_deref() == Some(hash.as_str());
+        if !current && !retried {
             return Err(RefreshError::Unknown);
         }
         let lifetimes = NewTokens::from_config(config, true);
-        Ok(self.issue(&stored.user_id, device.clone(), Some(&device), &lifetimes)?)
+        Ok(self.issue(&stored.user_id, device.clone(), Some(&device), &lifetimes, Some(&hash))?)
     }
 
     /// The session of an access token, or why there is none.
@@ -189,7 +196,7 @@ impl Accounts {
                 let Some(Json(stored)) = self.sessions.get(&hash)? else {
                     return Ok(TokenCheck::Unknown);
                 };
-                self.session_cache.write().insert(hash, stored.clone());
+                self.session_cache.write().insert(hash.clone(), stored.clone());
                 stored
             }
         };
@@ -197,18 +204,50 @@ impl Accounts {
             TokenCheck::Unknown
         } else if stored.expired(now_ms()) {
             TokenCheck::Expired
+        } else if stored.supersedes.is_some() {
+            self.first_use(&hash)?
         } else {
             TokenCheck::Valid(stored.session())
         })
     }
 
-    /// Writes `device` with new tokens, revoking those of `previous` (the device as stored).
+    /// The first use of an access token from `/refresh`: revokes the refresh token it replaced.
+    /// Read again under the lock: a retried `/refresh` may have revoked this token meanwhile.
+    fn first_use(&self, hash: &str) -> Result<TokenCheck, StorageError> {
+        let _issuing = self.token_lock.lock();
+        let Some(Json(mut stored)) = self.sessions.get(&hash.to_owned())? else {
+            self.session_cache.write().remove(hash);
+            return Ok(TokenCheck::Unknown);
+        };
+        let Some(replaced) = stored.supersedes.take() else {
+            return Ok(TokenCheck::Valid(stored.session()));
+        };
+        let mut batch = Batch::default();
+        batch.delete(&self.sessions, &replaced);
+        batch.put(&self.sessions, &hash.to_owned(), &Json(stored.clone()));
+        let key = (stored.user_id.clone(), stored.device_id.to_string());
+        if let Some(Json(mut device)) = self.devices.get(&key)?
+            && device.previous_refresh_hash.as_deref() == Some(replaced.as_str())
+        {
+            device.previous_refresh_hash = None;
+            batch.put(&self.devices, &key, &Json(device));
+        }
+        self.devices.db().write(batch)?;
+        let mut cache = self.session_cache.write();
+        cache.remove(&replaced);
+        cache.insert(hash.to_owned(), stored.clone());
+        Ok(TokenCheck::Valid(stored.session()))
+    }
+
+    /// Writes `device` with new tokens, revoking those of `previous` (the device as stored)
+    /// except the refresh token `kept`, which the new tokens supersede on their first use.
     fn issue(
         &self,
         user_id: &UserId,
         mut device: Device,
         previous: Option<&Device>,
         lifetimes: &NewTokens,
+        kept: Option<&str>,
     ) -> Result<IssuedTokens, StorageError> {
         let now = now_ms();
         let record = |expires_ts, refresh| StoredToken {
@@ -216,6 +255,7 @@ impl Accounts {
             device_id: device.device_id.clone(),
             expires_ts,
             refresh,
+            supersedes: kept.map(str::to_owned),
         };
         let access_token = new_token();
         let access = record(expiry(now, lifetimes.access_lifetime), false);
@@ -223,7 +263,9 @@ impl Accounts {
         let refresh =
             refresh_token.as_ref().map(|(_, lifetime)| record(expiry(now, *lifetime), true));
         let mut batch = Batch::default();
-        let revoked = revoked_hashes(previous);
+        let mut revoked = revoked_hashes(previous);
+        revoked.retain(|hash| Some(hash.as_str()) != kept);
+        device.previous_refresh_hash = kept.map(str::to_owned);
         for hash in &revoked {
             batch.delete(&self.sessions, hash);
         }
@@ -250,13 +292,13 @@ impl Accounts {
     }
 }
 
-/// The token hashes of a device: its access token and its refresh token, if any.
+/// The token hashes of a device: its access token and its refresh tokens, if any.
 pub(super) fn revoked_hashes(device: Option<&Device>) -> Vec<String> {
-    device
-        .map(|d| {
-            std::iter::once(d.token_hash.clone()).chain(d.refresh_token_hash.clone()).collect()
-        })
-        .unwrap_or_default()
+    let Some(device) = device else { return Vec::new() };
+    std::iter::once(device.token_hash.clone())
+        .chain(device.refresh_token_hash.clone())
+        .chain(device.previous_refresh_hash.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -279,7 +321,41 @@ mod tests {
     }
 
     #[test]
-    fn refresh_is_single_use_and_revokes_the_old_access_token() {
+    fn a_lost_refresh_answer_can_be_retried_until_the_new_tokens_are_used() {
+        let (_dir, accounts) = accounts();
+        let config = Config::default().tokens;
+        let lifetimes = NewTokens::from_config(&config, true);
+        let first = accounts.create_session(&alice(), None, None, None, &lifetimes).unwrap();
+        let refresh = first.refresh_token.unwrap();
+        let lost = accounts.refresh(&refresh, &config).unwrap();
+        let retried = accounts.refresh(&refresh, &config).unwrap();
+        // The retry revoked the pair whose answer was lost.
+        assert_eq!(accounts.check_token(&lost.access_token).unwrap(), TokenCheck::Unknown);
+        let lost_refresh = lost.refresh_token.unwrap();
+        assert!(matches!(accounts.refresh(&lost_refresh, &config), Err(RefreshError::Unknown)));
+        // Using the new access token retires the old refresh token, in storage too.
+        assert!(matches!(
+            accounts.check_token(&retried.access_token).unwrap(),
+            TokenCheck::Valid(_)
+        ));
+        assert!(matches!(accounts.refresh(&refresh, &config), Err(RefreshError::Unknown)));
+        accounts.session_cache.write().clear();
+        assert!(matches!(
+            accounts.check_token(&retried.access_token).unwrap(),
+            TokenCheck::Valid(_)
+        ));
+        assert!(matches!(accounts.refresh(&refresh, &config), Err(RefreshError::Unknown)));
+        // Using the new refresh token retires it too.
+        let next = accounts.refresh(retried.refresh_token.as_ref().unwrap(), &config).unwrap();
+        assert!(accounts.refresh(next.refresh_token.as_ref().unwrap(), &config).is_ok());
+        assert!(matches!(
+            accounts.refresh(retried.refresh_token.as_ref().unwrap(), &config),
+            Err(RefreshError::Unknown)
+        ));
+    }
+
+    #[test]
+    fn refresh_revokes_the_old_access_token_and_in_time_the_old_refresh_token() {
         let (_dir, accounts) = accounts();
         let config = Config::default().tokens;
         let lifetimes = NewTokens::from_config(&config, true);

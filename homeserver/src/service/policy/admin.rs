@@ -86,7 +86,58 @@ impl Services {
                     )
                 })
             }
-            denied => Err(PolicyError::Refused(denied.message().unwrap_or_default())),
+            denied => {
+                self.audit_refusal(actor, action, &denied);
+                Err(PolicyError::Refused(denied.message().unwrap_or_default()))
+            }
+        }
+    }
+
+    /// Records a refused administrative attempt in the audit log of the unit it aimed at (or the
+    /// actor's own), so that admins see attempts outside a scope, not only what succeeded.
+    fn audit_refusal(&self, actor: &UserId, action: &Action, denied: &Decision) {
+        let directory = self.policy.service.directory();
+        let user_unit = |user: &relais_policy::UserId| directory.user(user).map(|r| r.unit.clone());
+        let (target, unit) = match action {
+            Action::IssueInvitation { unit, .. }
+            | Action::ApproveWorkspace { unit }
+            | Action::ReadAuditLog { unit } => (unit.as_str().to_owned(), Some(unit.clone())),
+            Action::AppointAdmin { user, unit } | Action::RemoveAdmin { user, unit } => {
+                (user.as_str().to_owned(), Some(unit.clone()))
+            }
+            Action::SetTier { target, .. }
+            | Action::Lock { target }
+            | Action::Unlock { target }
+            | Action::Deactivate { target }
+            | Action::RenewGuest { target, .. }
+            | Action::EndGuest { target } => (target.as_str().to_owned(), user_unit(target)),
+            Action::TransferWorkspace { workspace, .. }
+            | Action::CloseWorkspace { workspace, .. }
+            | Action::LockWorkspace { workspace }
+            | Action::ArchiveWorkspace { workspace }
+            | Action::RecoverWorkspace { workspace }
+            | Action::ExportMembers { workspace } => {
+                (workspace.room.as_str().to_owned(), Some(workspace.unit.clone()))
+            }
+            _ => (String::new(), None),
+        };
+        let Some(unit) = unit
+            .filter(|u| self.policy.unit_room(u.as_str()).is_some())
+            .or_else(|| user_unit(&actor.as_str().into()))
+        else {
+            return;
+        };
+        let entry = AuditEntry {
+            action: format!("refused:{}", action.name()),
+            actor: actor.as_str().into(),
+            authority: "none".into(),
+            target,
+            unit: unit.clone(),
+            details: json!({ "rule": denied.rule().map(|r| format!("{r:?}")), "reason": denied.message() }),
+            reason: String::new(),
+        };
+        if let Err(e) = self.write_audit(&entry) {
+            tracing::warn!(error = %e, "could not audit a refused administrative action");
         }
     }
 
