@@ -5,10 +5,12 @@
 use relais_tests::{Client, Reply, TestServer, enc};
 use serde_json::{Value, json};
 
-const UNITS: &str =
+/// The organisation tree of these tests.
+pub(crate) const UNITS: &str =
     r#"[{id="state"},{id="interior",parent="state"},{id="culture",parent="state"}]"#;
 
-fn start() -> TestServer {
+/// A server with the policy on, the tree above and `@root:localhost` as server admin.
+pub(crate) fn start() -> TestServer {
     TestServer::start_with(&[
         ("RELAIS_POLICY__ENABLED", "true"),
         ("RELAIS_POLICY__UNITS", UNITS),
@@ -17,7 +19,7 @@ fn start() -> TestServer {
 }
 
 /// Logs in with a password.
-async fn login(server: &TestServer, user: &str) -> Client {
+pub(crate) async fn login(server: &TestServer, user: &str) -> Client {
     let mut client = server.client();
     let reply = client
         .post(
@@ -30,7 +32,13 @@ async fn login(server: &TestServer, user: &str) -> Client {
     client
 }
 
-async fn create_account(admin: &Client, username: &str, tier: &str, unit: &str) -> Reply {
+/// Creates an account through the admin API.
+pub(crate) async fn create_account(
+    admin: &Client,
+    username: &str,
+    tier: &str,
+    unit: &str,
+) -> Reply {
     admin
         .post(
             "/_relais/admin/v1/users",

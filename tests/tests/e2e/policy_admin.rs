@@ -5,39 +5,12 @@
 use relais_tests::{Client, TestServer, enc};
 use serde_json::{Value, json};
 
-const UNITS: &str =
-    r#"[{id="state"},{id="interior",parent="state"},{id="culture",parent="state"}]"#;
+use super::policy::{login, start};
+
 const BOT: &str = "@relais-policy:localhost";
 
-fn start() -> TestServer {
-    TestServer::start_with(&[
-        ("RELAIS_POLICY__ENABLED", "true"),
-        ("RELAIS_POLICY__UNITS", UNITS),
-        ("RELAIS_POLICY__SERVER_ADMINS", r#"["@root:localhost"]"#),
-    ])
-}
-
-async fn login(server: &TestServer, user: &str) -> Client {
-    let mut client = server.client();
-    let reply = client
-        .post(
-            "/_matrix/client/v3/login",
-            json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user }, "password": "pw-pw-pw-pw" }),
-        )
-        .await
-        .ok();
-    client.token = Some(reply["access_token"].as_str().unwrap().to_owned());
-    client
-}
-
 async fn create_account(admin: &Client, username: &str, tier: &str, unit: &str) {
-    admin
-        .post(
-            "/_relais/admin/v1/users",
-            json!({ "username": username, "password": "pw-pw-pw-pw", "tier": tier, "unit": unit }),
-        )
-        .await
-        .ok();
+    super::policy::create_account(admin, username, tier, unit).await.ok();
 }
 
 /// The root, an admin of each of two units, and members: alice (agent, admin of the interior),

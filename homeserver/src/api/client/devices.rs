@@ -33,6 +33,20 @@ fn manages_devices(services: &Services, session: &Session) -> bool {
         .is_some_and(|service| service.features.device_management)
 }
 
+/// Deleting devices needs the user's password (user-interactive auth), except from a service
+/// that manages its users' devices.
+fn require_password_unless_managed(
+    services: &Services,
+    session: &Session,
+    auth: Option<&ruma::api::client::uiaa::AuthData>,
+) -> ApiResult<()> {
+    if manages_devices(services, session) {
+        return Ok(());
+    }
+    let user = &session.user_id;
+    uiaa::require(services, &format!("delete_devices:{user}"), auth, &[Stage::Password(user)])
+}
+
 fn to_spec(device: Device) -> spec::Device {
     let mut out = spec::Device::new(device.device_id);
     out.display_name = device.display_name;
@@ -102,14 +116,7 @@ pub async fn delete(
     if services.accounts.device(user, &req.body.device_id)?.is_none() {
         return Err(ApiError::NotFound("no such device".into()));
     }
-    if !manages_devices(&services, &req.auth) {
-        uiaa::require(
-            &services,
-            &format!("delete_devices:{user}"),
-            req.body.auth.as_ref(),
-            &[Stage::Password(user)],
-        )?;
-    }
+    require_password_unless_managed(&services, &req.auth, req.body.auth.as_ref())?;
     services.remove_device(user, &req.body.device_id)?;
     Ok(delete_device::v3::Response::new())
 }
@@ -122,14 +129,7 @@ pub async fn delete_many(
     let limit = services.config.limits.max_delete_devices;
     limits::at_most(req.body.devices.len(), limit, "devices", "max_delete_devices")?;
     let user = &req.auth.user_id;
-    if !manages_devices(&services, &req.auth) {
-        uiaa::require(
-            &services,
-            &format!("delete_devices:{user}"),
-            req.body.auth.as_ref(),
-            &[Stage::Password(user)],
-        )?;
-    }
+    require_password_unless_managed(&services, &req.auth, req.body.auth.as_ref())?;
     for device in &req.body.devices {
         services.remove_device(user, device)?;
     }

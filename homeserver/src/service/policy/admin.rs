@@ -141,6 +141,21 @@ impl Services {
         }
     }
 
+    /// `unit` if given, else the actor's own unit.
+    pub(super) fn unit_or_own(
+        &self,
+        actor: &UserId,
+        unit: Option<&str>,
+    ) -> Result<UnitId, PolicyError> {
+        match unit {
+            Some(unit) => Ok(UnitId::from(unit)),
+            None => self
+                .policy_record(actor)
+                .map(|r| r.unit)
+                .ok_or_else(|| PolicyError::BadRequest("`unit` is required".into())),
+        }
+    }
+
     /// The record of `user`, if the directory knows them.
     pub fn policy_record(&self, user: &UserId) -> Option<UserRecord> {
         self.policy.service.directory().user(&user.as_str().into()).cloned()
@@ -164,13 +179,7 @@ impl Services {
         if user.server_name() != self.config.server_name {
             return Err(PolicyError::BadRequest(format!("{user} is not a user of this server")));
         }
-        let unit = match new.unit {
-            Some(unit) => UnitId::from(unit.as_str()),
-            None => self
-                .policy_record(actor)
-                .map(|r| r.unit)
-                .ok_or_else(|| PolicyError::BadRequest("`unit` is required".into()))?,
-        };
+        let unit = self.unit_or_own(actor, new.unit.as_deref())?;
         let authority =
             self.authorise(actor, &Action::IssueInvitation { tier: new.tier, unit: unit.clone() })?;
         let record = if new.tier == Tier::Guest {

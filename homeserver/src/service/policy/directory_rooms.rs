@@ -127,11 +127,21 @@ impl Services {
             "state_key": unit,
             "content": { "id": unit },
         });
+        self.bot_create_room(bot, request, &org_unit)
+    }
+
+    /// Creates a room as the policy bot, with one initial state event, and sends its invites.
+    pub(super) fn bot_create_room(
+        &self,
+        bot: &OwnedUserId,
+        mut request: create_room::v3::Request,
+        initial_state: &Value,
+    ) -> Result<OwnedRoomId, PolicyError> {
         request.initial_state = vec![Raw::from_json(
-            serde_json::value::to_raw_value(&org_unit)
+            serde_json::value::to_raw_value(initial_state)
                 .map_err(|e| PolicyError::BadRequest(e.to_string()))?,
         )];
-        Ok(self.rooms.create_room_without_invites(
+        let room = self.rooms.create_room_without_invites(
             bot,
             CreateRoom {
                 request: &request,
@@ -140,7 +150,9 @@ impl Services {
                 displayname: Some("Relais policy".to_owned()),
                 avatar_url: None,
             },
-        )?)
+        )?;
+        self.rooms.invite_and_publish(&room, bot, &request)?;
+        Ok(room)
     }
 
     /// Rebuilds the index from the unit rooms' state, in stream order (the latest record of a user

@@ -4,7 +4,7 @@
 //! there, so a single-use token works once even across restarts.
 
 use relais_appservice::records::{AuditEntry, InvitationRecord, UserRecord, names};
-use relais_policy::{Action, Tier, UnitId};
+use relais_policy::{Action, Tier};
 use ruma::UserId;
 use serde::Deserialize;
 use serde_json::json;
@@ -59,13 +59,7 @@ impl Services {
         if !self.policy.enabled() {
             return Err(PolicyError::Disabled);
         }
-        let unit = match new.unit {
-            Some(unit) => UnitId::from(unit.as_str()),
-            None => self
-                .policy_record(actor)
-                .map(|r| r.unit)
-                .ok_or_else(|| PolicyError::BadRequest("`unit` is required".into()))?,
-        };
+        let unit = self.unit_or_own(actor, new.unit.as_deref())?;
         if new.uses == 0 {
             return Err(PolicyError::BadRequest("`uses` must be at least 1".into()));
         }

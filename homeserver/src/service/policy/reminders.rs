@@ -12,15 +12,11 @@ use relais_policy::{AccessClass, AccountStatus, Tier};
 use ruma::{
     OwnedRoomId, OwnedUserId, UserId,
     api::client::room::{Visibility, create_room},
-    serde::Raw,
 };
 use serde_json::{Value, json};
 
 use super::PolicyError;
-use crate::{
-    config::SUPPORTED_ROOM_VERSIONS,
-    service::{Services, ephemeral::now_ms, rooms::create::CreateRoom},
-};
+use crate::service::{Services, ephemeral::now_ms};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -159,21 +155,6 @@ impl Services {
             "state_key": "",
             "content": AccessClass::Direct.to_event_content(),
         });
-        request.initial_state = vec![Raw::from_json(
-            serde_json::value::to_raw_value(&access)
-                .map_err(|e| PolicyError::BadRequest(e.to_string()))?,
-        )];
-        let room = self.rooms.create_room_without_invites(
-            &bot,
-            CreateRoom {
-                request: &request,
-                default_version: &self.config.rooms.default_version,
-                supported: &SUPPORTED_ROOM_VERSIONS,
-                displayname: Some("Relais policy".to_owned()),
-                avatar_url: None,
-            },
-        )?;
-        self.rooms.invite_and_publish(&room, &bot, &request)?;
-        Ok(room)
+        self.bot_create_room(&bot, request, &access)
     }
 }
