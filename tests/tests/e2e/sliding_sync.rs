@@ -376,3 +376,49 @@ async fn versions_advertise_simplified_sliding_sync() {
     let versions = server.client().get("/_matrix/client/versions").await.ok();
     assert_eq!(versions["unstable_features"]["org.matrix.simplified_msc3575"], true);
 }
+
+#[tokio::test]
+async fn reactions_do_not_bump_a_room_and_the_spaces_filter_keeps_a_spaces_children() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let older = alice.create_room(json!({ "name": "Older" })).await;
+    let message = alice.say(&older, "m1", "first").await;
+    let newer = alice.create_room(json!({ "name": "Newer" })).await;
+    alice.say(&newer, "m2", "second").await;
+    // A reaction in the older room is its latest event, but does not bump it.
+    alice
+        .send(
+            &older,
+            "m.reaction",
+            "r1",
+            json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": message, "key": "👍" } }),
+        )
+        .await;
+    let body = list(0, 1, json!([]));
+    let first = sync(&alice, None, 0, &body).await;
+    assert_eq!(rooms(&first), std::slice::from_ref(&newer), "{first}");
+    // A message does.
+    alice.say(&older, "m3", "third").await;
+    let first = sync(&alice, None, 0, &body).await;
+    assert_eq!(rooms(&first), std::slice::from_ref(&older), "{first}");
+
+    // The spaces filter: only children of the named space.
+    let space = alice.create_room(json!({ "creation_content": { "type": "m.space" } })).await;
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.space.child/{}",
+                enc(&space),
+                enc(&older)
+            ),
+            json!({ "via": ["localhost"] }),
+        )
+        .await
+        .ok();
+    let body = json!({ "lists": { "in_space": {
+        "ranges": [[0, 10]], "timeline_limit": 0, "filters": { "spaces": [space] },
+    } } });
+    let filtered = sync(&alice, None, 0, &body).await;
+    assert_eq!(filtered["lists"]["in_space"]["count"], 1, "{filtered}");
+    assert_eq!(rooms(&filtered), std::slice::from_ref(&older));
+}

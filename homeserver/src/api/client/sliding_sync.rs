@@ -26,6 +26,7 @@ pub async fn sliding_sync(
     req: Ruma<v5::Request>,
 ) -> ApiResult<v5::Response> {
     let session = req.auth;
+    let spaces = Arc::new(crate::service::sliding_sync::space_filters(req.json_body.as_ref()));
     let request = Arc::new(req.body);
     // Subscribe before computing, so nothing committed meanwhile is missed.
     let mut wake = services.notifier.subscribe(&session.user_id);
@@ -43,13 +44,13 @@ pub async fn sliding_sync(
     let timeout = request.timeout.unwrap_or_default().min(max);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let outcome = build(&services, &session, &request, &base).await?;
+        let outcome = build(&services, &session, &request, &spaces, &base).await?;
         if outcome.has_news || tokio::time::Instant::now() >= deadline {
             return commit(&services, key, &base, outcome).await;
         }
         // Nothing new: wait for a change that concerns this user, or the deadline.
         if !matches!(tokio::time::timeout_at(deadline, wake.changed()).await, Ok(Ok(()))) {
-            let outcome = build(&services, &session, &request, &base).await?;
+            let outcome = build(&services, &session, &request, &spaces, &base).await?;
             return commit(&services, key, &base, outcome).await;
         }
     }
@@ -59,12 +60,14 @@ async fn build(
     services: &Arc<Services>,
     session: &crate::service::accounts::Session,
     request: &Arc<v5::Request>,
+    spaces: &Arc<crate::service::sliding_sync::SpaceFilters>,
     base: &Arc<Option<ConnState>>,
 ) -> ApiResult<Outcome> {
-    let (s, r, b) = (services.clone(), request.clone(), base.clone());
+    let (s, r, b, f) = (services.clone(), request.clone(), base.clone(), spaces.clone());
     let (user, device) = (session.user_id.clone(), session.device_id.clone());
     let upto = services.globals.visible_count();
-    blocking(move || Ok(s.build_sliding_sync(&user, &device, &r, b.as_ref().as_ref(), upto)?)).await
+    blocking(move || Ok(s.build_sliding_sync(&user, &device, &r, &f, b.as_ref().as_ref(), upto)?))
+        .await
 }
 
 async fn commit(

@@ -1,8 +1,8 @@
 //! Lists: the user's rooms, filtered, sorted by recency, cut to the requested ranges.
 //!
-//! The recency of a room (its bump stamp) is the stream position of its latest event, read from
-//! the room metadata the room service keeps in memory: sorting 1000 rooms costs 1000 map lookups,
-//! not a scan of any timeline.
+//! The recency of a room (its bump stamp) is the stream position of its latest event of a bumping
+//! type (`bump.rs`): usually the latest event, found from the room metadata the room service keeps
+//! in memory and a cached event, so sorting 1000 rooms scans no timeline.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,8 +23,11 @@ pub(super) struct Candidate {
     pub room_id: OwnedRoomId,
     /// The user's membership.
     pub entry: MembershipEntry,
-    /// Stream position of the latest event (joined) or of the invite.
+    /// Stream position of the latest bumping event (joined) or of the invite: the sort key.
     pub bump: u64,
+    /// Stream position of the latest event of any type (joined) or of the invite: whether the
+    /// client has everything.
+    pub latest: u64,
 }
 
 impl Candidate {
@@ -62,17 +65,13 @@ impl Services {
             match entry.membership {
                 MembershipState::Join => {
                     let Some((short, meta)) = self.rooms.meta(&room_id)? else { continue };
-                    let bump = if meta.last_count <= upto {
-                        meta.last_count
-                    } else {
-                        // Rare: an event written after `upto`; find the latest visible one.
-                        self.rooms.event_at(short, upto)?.map_or(0, |pdu| pdu.stored.count)
-                    };
-                    rooms.push(Candidate { room_id, entry, bump });
+                    let bump = self.bump_stamp(short, &meta, upto)?;
+                    let latest = meta.last_count.min(upto);
+                    rooms.push(Candidate { room_id, entry, bump, latest });
                 }
                 MembershipState::Invite => {
                     let bump = entry.count;
-                    rooms.push(Candidate { room_id, entry, bump });
+                    rooms.push(Candidate { room_id, entry, bump, latest: bump });
                 }
                 MembershipState::Leave | MembershipState::Ban => {
                     left.insert(room_id, entry);
@@ -100,13 +99,45 @@ impl Services {
             .collect())
     }
 
+    /// The rooms the `spaces` filter of a list admits: the children (`m.space.child` with a
+    /// `via`) of the spaces it names. `None` when the list has no such filter.
+    pub(super) fn list_space_children(
+        &self,
+        spaces: Option<&Vec<OwnedRoomId>>,
+    ) -> Result<Option<BTreeSet<OwnedRoomId>>, SlidingSyncError> {
+        let Some(spaces) = spaces.filter(|s| !s.is_empty()) else { return Ok(None) };
+        let mut children = BTreeSet::new();
+        for space in spaces {
+            let Some((_, meta)) = self.rooms.meta(space)? else { continue };
+            for pdu in self.rooms.state_events(meta.state)? {
+                if pdu.kind().to_string() != "m.space.child" {
+                    continue;
+                }
+                let linked = serde_json::from_str::<serde_json::Value>(pdu.fields.content.get())
+                    .ok()
+                    .and_then(|c| c.get("via").and_then(|v| v.as_array()).map(|v| !v.is_empty()))
+                    .unwrap_or(false);
+                if let Some(child) = pdu.state_key().and_then(|k| OwnedRoomId::try_from(k).ok())
+                    && linked
+                {
+                    children.insert(child);
+                }
+            }
+        }
+        Ok(Some(children))
+    }
+
     /// Whether a room passes a list's filters. State is read only for the filters that need it.
     pub(super) fn passes(
         &self,
         filters: Option<&ListFilters>,
+        in_spaces: Option<&BTreeSet<OwnedRoomId>>,
         room: &Candidate,
         direct: &BTreeSet<OwnedRoomId>,
     ) -> Result<bool, SlidingSyncError> {
+        if in_spaces.is_some_and(|children| !children.contains(&room.room_id)) {
+            return Ok(false);
+        }
         let Some(filters) = filters else { return Ok(true) };
         if filters.is_invite.is_some_and(|wanted| wanted != room.is_invite()) {
             return Ok(false);
@@ -203,6 +234,7 @@ mod tests {
                 forgotten: false,
             },
             bump: i,
+            latest: i,
         }
     }
 

@@ -7,6 +7,7 @@
 //! has lives in [`connection`]; sorting and filters in [`lists`]; one room's data in
 //! [`room_data`]; extensions in [`extensions`].
 
+mod bump;
 mod connection;
 mod extensions;
 mod lists;
@@ -64,6 +65,28 @@ struct Selection {
     subscriptions: BTreeSet<OwnedRoomId>,
 }
 
+/// The `spaces` filter of each list, by list name: ruma 0.16's request type has no field for it,
+/// so the handler reads it from the JSON body.
+pub type SpaceFilters = BTreeMap<String, Vec<ruma::OwnedRoomId>>;
+
+/// The `spaces` filters of a request's JSON body.
+pub fn space_filters(body: Option<&serde_json::Value>) -> SpaceFilters {
+    let Some(lists) = body.and_then(|b| b.get("lists")).and_then(|l| l.as_object()) else {
+        return SpaceFilters::new();
+    };
+    lists
+        .iter()
+        .filter_map(|(name, list)| {
+            let spaces = list.pointer("/filters/spaces")?.as_array()?;
+            let spaces = spaces
+                .iter()
+                .filter_map(|s| s.as_str().and_then(|s| ruma::OwnedRoomId::try_from(s).ok()))
+                .collect();
+            Some((name.clone(), spaces))
+        })
+        .collect()
+}
+
 impl Services {
     /// Builds a sliding sync response up to stream position `upto`, from the connection state
     /// `base` (`None` for a new connection).
@@ -72,6 +95,7 @@ impl Services {
         user: &UserId,
         device: &DeviceId,
         request: &Request,
+        space_filters: &SpaceFilters,
         base: Option<&ConnState>,
         upto: u64,
     ) -> Result<Outcome, SlidingSyncError> {
@@ -92,7 +116,8 @@ impl Services {
             lists: BTreeMap::new(),
         };
 
-        let selection = self.select(request, &user_rooms, &mut response, &mut next)?;
+        let selection =
+            self.select(request, space_filters, &user_rooms, &mut response, &mut next)?;
         let by_id: HashMap<&RoomId, &Candidate> =
             user_rooms.rooms.iter().map(|c| (&*c.room_id, c)).collect();
         let live_after = base.map_or(0, |b| b.upto);
@@ -125,7 +150,14 @@ impl Services {
                 _ => None,
             };
             let sent_counts = sent.map(|(s, _)| s.counts);
-            let target = JoinedRoom { room_id, config, since, sent_counts, bump: candidate.bump };
+            let target = JoinedRoom {
+                room_id,
+                config,
+                since,
+                sent_counts,
+                bump: candidate.bump,
+                latest: candidate.latest,
+            };
             let data = self.joined_room_data(user, &target, live_after, upto)?;
             if let Some((mut room, counts)) = data {
                 room.is_dm = Some(user_rooms.direct.contains(room_id));
@@ -165,15 +197,22 @@ impl Services {
     fn select(
         &self,
         request: &Request,
+        space_filters: &SpaceFilters,
         user_rooms: &lists::UserRooms,
         response: &mut Response,
         next: &mut ConnState,
     ) -> Result<Selection, SlidingSyncError> {
         let mut selection = Selection::default();
         for (name, list) in &request.lists {
+            let in_spaces = self.list_space_children(space_filters.get(name.as_str()))?;
             let mut filtered: Vec<&Candidate> = Vec::new();
             for room in &user_rooms.rooms {
-                if self.passes(list.filters.as_ref(), room, &user_rooms.direct)? {
+                if self.passes(
+                    list.filters.as_ref(),
+                    in_spaces.as_ref(),
+                    room,
+                    &user_rooms.direct,
+                )? {
                     filtered.push(room);
                 }
             }

@@ -43,6 +43,8 @@ pub(super) struct JoinedRoom<'a> {
     pub sent_counts: Option<Counts>,
     /// The room's bump stamp.
     pub bump: u64,
+    /// The position of its latest event.
+    pub latest: u64,
 }
 
 /// How many members are shown as heroes of an unnamed room.
@@ -58,11 +60,11 @@ impl Services {
         live_after: u64,
         upto: u64,
     ) -> Result<Option<(Room, Counts)>, SlidingSyncError> {
-        let JoinedRoom { room_id, config, since, sent_counts, bump } = *target;
+        let JoinedRoom { room_id, config, since, sent_counts, bump, latest } = *target;
         let tally = self.push.room_counts(user, room_id)?.total();
         let counts = (tally.notifications, tally.highlights);
         if let Some(since) = since
-            && bump <= since.upto
+            && latest <= since.upto
             && sent_counts == Some(counts)
         {
             return Ok(None);
