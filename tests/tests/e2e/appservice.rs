@@ -45,7 +45,8 @@ fn registration(dir: &Path, url: Option<&str>, extra: &str) -> PathBuf {
 /// A server with the echo bridge registered at `url`, and the directory holding the file.
 fn server_with_bridge(url: Option<&str>, env: &[(&str, &str)]) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let file = registration(dir.path(), url, "io.element.msc4190: true\n");
+    let file =
+        registration(dir.path(), url, "io.element.msc4190: true\norg.matrix.msc3202: true\n");
     let files = format!("[\"{}\"]", file.display());
     let mut all = vec![
         ("RELAIS_APPSERVICES__REGISTRATION_FILES", files.as_str()),
@@ -240,13 +241,23 @@ type Seen = Arc<Mutex<Vec<(String, Vec<String>, String)>>>;
 
 /// An application service that fails its first `failures` transactions with a 500.
 async fn flaky_appservice(failures: usize) -> (String, Seen) {
+    let (url, seen, _) = recording_appservice(failures).await;
+    (url, seen)
+}
+
+/// Every transaction body an application service received.
+type Bodies = Arc<Mutex<Vec<Value>>>;
+
+/// Like [`flaky_appservice`], also keeping every body.
+async fn recording_appservice(failures: usize) -> (String, Seen, Bodies) {
     let seen: Seen = Arc::default();
+    let bodies: Bodies = Arc::default();
     let failures = Arc::new(Mutex::new(failures));
     let app = Router::new()
         .route(
             "/_matrix/app/v1/transactions/{txn}",
             put(
-                |State((seen, failures)): State<(Seen, Arc<Mutex<usize>>)>,
+                |State((seen, failures, kept)): State<(Seen, Arc<Mutex<usize>>, Bodies)>,
                  UrlPath(txn): UrlPath<String>,
                  headers: HeaderMap,
                  Json(body): Json<Value>| async move {
@@ -262,6 +273,7 @@ async fn flaky_appservice(failures: usize) -> (String, Seen) {
                         .unwrap_or_default()
                         .to_owned();
                     seen.lock().unwrap().push((txn, ids, auth));
+                    kept.lock().unwrap().push(body.clone());
                     let mut left = failures.lock().unwrap();
                     if *left > 0 {
                         *left -= 1;
@@ -271,11 +283,11 @@ async fn flaky_appservice(failures: usize) -> (String, Seen) {
                 },
             ),
         )
-        .with_state((seen.clone(), failures));
+        .with_state((seen.clone(), failures, bodies.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+    (url, seen, bodies)
 }
 
 #[tokio::test]
@@ -565,4 +577,100 @@ fn overlapping_exclusive_namespaces_stop_start_up() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("overlap") && stderr.contains("second.yaml"), "{stderr}");
     assert!(!stderr.contains(AS_TOKEN), "no token in the message: {stderr}");
+}
+
+#[tokio::test]
+async fn to_device_messages_and_key_counts_reach_the_service_once() {
+    let (url, _, bodies) = recording_appservice(0).await;
+    let (server, _dir) = server_with_bridge(Some(&url), &[]);
+    let bridge = bridge_client(&server);
+    bridge
+        .post(
+            "/_matrix/client/v3/register",
+            json!({ "type": "m.login.application_service", "username": "echo_dave", "inhibit_login": true }),
+        )
+        .await
+        .ok();
+    let as_dave = |path: &str| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}user_id=%40echo_dave%3Alocalhost&device_id=BRIDGEDEV")
+    };
+    bridge
+        .put("/_matrix/client/v3/devices/BRIDGEDEV?user_id=%40echo_dave%3Alocalhost", json!({}))
+        .await
+        .ok();
+    // The bridge uploads one-time keys for its puppet's device: the counts come back in a
+    // transaction (MSC3202).
+    bridge
+        .post(
+            &as_dave("/_matrix/client/v3/keys/upload"),
+            json!({ "one_time_keys": { "curve25519:AAAA": "k1" } }),
+        )
+        .await
+        .ok();
+    // Alice sends the puppet's device a to-device message (MSC2409).
+    let alice = server.register("alice").await;
+    alice
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.room_key_request/td1",
+            json!({ "messages": { "@echo_dave:localhost": { "BRIDGEDEV": { "action": "request", "n": 1 } } } }),
+        )
+        .await
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = |bodies: &[Value]| {
+        bodies
+            .iter()
+            .filter(|b| {
+                b["de.sorunome.msc2409.to_device"].as_array().is_some_and(|t| !t.is_empty())
+            })
+            .count()
+    };
+    loop {
+        let seen = bodies.lock().unwrap().clone();
+        if delivered(&seen) >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no to-device message delivered: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A later event: the message is not sent again once accepted.
+    alice
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.room_key_request/td2",
+            json!({ "messages": { "@echo_dave:localhost": { "BRIDGEDEV": { "action": "request", "n": 2 } } } }),
+        )
+        .await
+        .ok();
+    loop {
+        let seen = bodies.lock().unwrap().clone();
+        if delivered(&seen) >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second message was not delivered: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = bodies.lock().unwrap().clone();
+    let messages: Vec<&Value> = seen
+        .iter()
+        .filter_map(|b| b["de.sorunome.msc2409.to_device"].as_array())
+        .flatten()
+        .collect();
+    let first = messages.iter().filter(|m| m["content"]["n"] == 1).count();
+    let second = messages.iter().filter(|m| m["content"]["n"] == 2).count();
+    assert_eq!((first, second), (1, 1), "each message exactly once: {messages:?}");
+    let message = messages.last().unwrap();
+    assert_eq!(message["to_user_id"], "@echo_dave:localhost");
+    assert_eq!(message["to_device_id"], "BRIDGEDEV");
+    assert_eq!(message["sender"], "@alice:localhost");
+    assert_eq!(message["type"], "m.room_key_request");
+    let counts = seen
+        .iter()
+        .find_map(|b| {
+            b.pointer(
+                "/org.matrix.msc3202.device_one_time_keys_count/@echo_dave:localhost/BRIDGEDEV",
+            )
+        })
+        .cloned();
+    assert_eq!(counts.as_ref().and_then(|c| c.get("curve25519")), Some(&json!(1)), "{seen:?}");
 }

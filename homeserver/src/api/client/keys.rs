@@ -47,6 +47,8 @@ pub async fn upload(
             &body.fallback_keys,
             &audience,
         )?;
+        // A bridge's device learns its new key counts from the next transaction.
+        services.appservice_device_event(user, device);
         Ok(upload_keys::v3::Response::new(services.keys.one_time_key_counts(user, device)?))
     })
     .await
@@ -71,7 +73,17 @@ pub async fn claim(
     let devices = req.body.one_time_keys.values().map(|devices| devices.len()).sum();
     let limit = services.config.limits.max_keys_claim_devices;
     limits::at_most(devices, limit, "devices in one_time_keys", "max_keys_claim_devices")?;
-    blocking(move || Ok(services.claim_keys(&req.body.one_time_keys)?)).await
+    blocking(move || {
+        let claimed = services.claim_keys(&req.body.one_time_keys)?;
+        // A claimed key lowers a count that a bridge's device must hear of, to upload more.
+        for (user, devices) in &req.body.one_time_keys {
+            for device in devices.keys() {
+                services.appservice_device_event(user, device);
+            }
+        }
+        Ok(claimed)
+    })
+    .await
 }
 
 /// `GET /_matrix/client/v3/keys/changes?from=&to=`: users whose device lists changed between

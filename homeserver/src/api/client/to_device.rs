@@ -30,13 +30,19 @@ pub async fn send(
     limits::at_most(count, limit, "to-device messages", "max_to_device_messages")?;
     blocking(move || {
         let messages = recipients(&services, &req.body.messages)?;
-        services.keys.send_to_device(
+        let devices: Vec<_> = messages.iter().map(|m| (m.user.clone(), m.device.clone())).collect();
+        let sent = services.keys.send_to_device(
             &req.auth.user_id,
             &req.auth.device_id,
             req.body.txn_id.as_str(),
             &req.body.event_type.to_string(),
             messages,
         )?;
+        if sent {
+            for (user, device) in devices {
+                services.appservice_device_event(&user, &device);
+            }
+        }
         Ok(send_event_to_device::v3::Response::new())
     })
     .await

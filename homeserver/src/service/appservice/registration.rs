@@ -168,7 +168,7 @@ pub fn parse(
         serde_yaml_ng::from_str(text).map_err(|e| invalid(format!("not valid YAML: {e}")))?;
     let features = Features {
         device_management: flag(&value, &["io.element.msc4190", "org.matrix.msc4190"]),
-        device_events: flag(&value, &["org.matrix.msc3202", "de.sorunome.msc2409.push_ephemeral"]),
+        device_events: flag(&value, &["org.matrix.msc3202"]),
     };
     let mut registration: Registration = serde_yaml_ng::from_value(value.clone())
         .map_err(|e| invalid(format!("not a registration: {e}")))?;

@@ -11,16 +11,18 @@
 //! transaction and are then persisted with it.
 
 use std::{
+    collections::BTreeSet,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use parking_lot::Mutex;
 use ruma::{
-    OwnedEventId, OwnedTransactionId, RoomId, api::appservice::event::push_events, serde::Raw,
+    OwnedDeviceId, OwnedEventId, OwnedTransactionId, OwnedUserId, RoomId,
+    api::appservice::event::push_events, serde::Raw,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::{Appservice, AppserviceError, interest::InterestCache};
@@ -57,16 +59,38 @@ pub struct InFlight {
     /// Its ephemeral events.
     #[serde(default)]
     pub ephemeral: Vec<Value>,
+    /// To-device messages for the service's users (MSC2409), each with `to_user_id` and
+    /// `to_device_id`.
+    #[serde(default)]
+    pub to_device: Vec<Value>,
+    /// The inbox positions those messages are deleted up to once the transaction is accepted.
+    #[serde(default)]
+    pub to_device_acks: Vec<(OwnedUserId, OwnedDeviceId, u64)>,
+    /// One-time key counts of the service's users' devices (MSC3202): user -> device ->
+    /// algorithm -> count.
+    #[serde(default)]
+    pub one_time_key_counts: Value,
+    /// Unused fallback key types of those devices (MSC3202): user -> device -> algorithms.
+    #[serde(default)]
+    pub fallback_key_types: Value,
 }
 
 /// What the request handlers share with a service's sender task.
 #[derive(Debug, Default)]
 pub struct SenderHandle {
     ephemeral: Mutex<Vec<Value>>,
+    /// Devices of the service's users with to-device messages waiting or changed key counts.
+    devices: Mutex<BTreeSet<(OwnedUserId, OwnedDeviceId)>>,
     wake: Notify,
 }
 
 impl SenderHandle {
+    /// Marks a device of one of the service's users for the next transaction.
+    pub fn push_device(&self, user: OwnedUserId, device: OwnedDeviceId) {
+        self.devices.lock().insert((user, device));
+        self.wake.notify_one();
+    }
+
     /// Queues an ephemeral event for the next transaction.
     pub fn push_ephemeral(&self, edu: Value) {
         self.ephemeral.lock().push(edu);
@@ -93,6 +117,19 @@ impl Services {
                 }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "could not route an ephemeral event"),
+            }
+        }
+    }
+
+    /// Tells the services that receive device events (MSC2409/MSC3202) and whose namespace holds
+    /// `user` that this device has to-device messages waiting or changed key counts.
+    pub fn appservice_device_event(&self, user: &ruma::UserId, device: &ruma::DeviceId) {
+        for service in self.appservices.all() {
+            if service.features.device_events
+                && service.is_user_in_namespace(user)
+                && let Some(handle) = self.appservices.handle(service.id())
+            {
+                handle.push_device(user.to_owned(), device.to_owned());
             }
         }
     }
@@ -126,6 +163,14 @@ impl Services {
             }
         };
         self.appservices.queue.put(&id, &Json(state.clone()))?;
+        if service.features.device_events {
+            // Messages that arrived while the sender was not running.
+            for (user, device) in self.keys.to_device_recipients()? {
+                if service.is_user_in_namespace(&user) {
+                    handle.devices.lock().insert((user, device));
+                }
+            }
+        }
         let mut last_saved = Instant::now();
         let mut retry = FIRST_RETRY;
         let max_retry = Duration::from_secs(self.config.appservices.max_retry_interval_secs.max(1));
@@ -158,6 +203,9 @@ impl Services {
             let Some(in_flight) = state.in_flight.clone() else { continue };
             match self.deliver(&service, &in_flight).await {
                 Ok(()) => {
+                    for (user, device, upto) in &in_flight.to_device_acks {
+                        self.keys.acknowledge_to_device(user, device, *upto)?;
+                    }
                     tracing::debug!(
                         appservice = id,
                         txn = in_flight.txn,
@@ -220,11 +268,22 @@ impl Services {
             }
         }
         let ephemeral = std::mem::take(&mut *handle.ephemeral.lock());
-        if events.is_empty() && ephemeral.is_empty() {
+        let devices = std::mem::take(&mut *handle.devices.lock());
+        let device_data = self.device_data(devices, visible)?;
+        if events.is_empty() && ephemeral.is_empty() && device_data.is_empty() {
             state.delivered = scanned;
             return Ok(None);
         }
-        Ok(Some(InFlight { txn: state.next_txn, upto: scanned, events, ephemeral }))
+        Ok(Some(InFlight {
+            txn: state.next_txn,
+            upto: scanned,
+            events,
+            ephemeral,
+            to_device: device_data.to_device,
+            to_device_acks: device_data.acks,
+            one_time_key_counts: device_data.counts.into(),
+            fallback_key_types: device_data.fallback.into(),
+        }))
     }
 
     /// Sends a transaction once.
@@ -251,6 +310,19 @@ impl Services {
             .iter()
             .map(|edu| to_raw(edu).map(Raw::from_json))
             .collect::<Result<_, _>>()?;
+        request.to_device = in_flight
+            .to_device
+            .iter()
+            .map(|message| to_raw(message).map(Raw::from_json))
+            .collect::<Result<_, _>>()?;
+        if !in_flight.one_time_key_counts.is_null() {
+            request.device_one_time_keys_count =
+                serde_json::from_value(in_flight.one_time_key_counts.clone()).unwrap_or_default();
+        }
+        if !in_flight.fallback_key_types.is_null() {
+            request.device_unused_fallback_key_types =
+                serde_json::from_value(in_flight.fallback_key_types.clone()).unwrap_or_default();
+        }
         self.appservices.send_transaction(service, request).await
     }
 }
@@ -258,4 +330,55 @@ impl Services {
 fn to_raw(value: &Value) -> Result<Box<serde_json::value::RawValue>, AppserviceError> {
     serde_json::value::to_raw_value(value)
         .map_err(|e| AppserviceError::ConnectionFailed(format!("could not serialise: {e}")))
+}
+
+/// What a transaction carries about the service's users' devices.
+#[derive(Default)]
+struct DeviceData {
+    to_device: Vec<Value>,
+    acks: Vec<(OwnedUserId, OwnedDeviceId, u64)>,
+    counts: serde_json::Map<String, Value>,
+    fallback: serde_json::Map<String, Value>,
+}
+
+impl DeviceData {
+    fn is_empty(&self) -> bool {
+        self.to_device.is_empty() && self.counts.is_empty()
+    }
+}
+
+impl Services {
+    /// The to-device messages waiting for `devices` up to `upto`, and their key counts.
+    fn device_data(
+        &self,
+        devices: BTreeSet<(OwnedUserId, OwnedDeviceId)>,
+        upto: u64,
+    ) -> Result<DeviceData, AppserviceError> {
+        let mut data = DeviceData::default();
+        for (user, device) in devices {
+            let messages = self.keys.pending_to_device(&user, &device, upto)?;
+            if let Some((last, _)) = messages.last() {
+                data.acks.push((user.clone(), device.clone(), *last));
+            }
+            for (_, mut message) in messages {
+                if let Some(obj) = message.as_object_mut() {
+                    obj.insert("to_user_id".into(), user.as_str().into());
+                    obj.insert("to_device_id".into(), device.as_str().into());
+                }
+                data.to_device.push(message);
+            }
+            let counts = self.keys.one_time_key_counts(&user, &device)?;
+            let fallback = self.keys.unused_fallback_key_types(&user, &device)?;
+            let entry = |map: &mut serde_json::Map<String, Value>, value: Value| {
+                if let Some(devices) =
+                    map.entry(user.as_str()).or_insert_with(|| json!({})).as_object_mut()
+                {
+                    devices.insert(device.as_str().to_owned(), value);
+                }
+            };
+            entry(&mut data.counts, serde_json::to_value(counts).unwrap_or_default());
+            entry(&mut data.fallback, serde_json::to_value(fallback).unwrap_or_default());
+        }
+        Ok(data)
+    }
 }

@@ -83,4 +83,47 @@ impl Keys {
         }
         Ok(events)
     }
+
+    /// The messages waiting for a device up to `upto`, with their positions, without
+    /// acknowledging any: for application services, which acknowledge with
+    /// [`Keys::acknowledge_to_device`] once their transaction is accepted.
+    pub fn pending_to_device(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        upto: u64,
+    ) -> Result<Vec<(u64, Value)>, StorageError> {
+        let prefix = (user.to_owned(), device.to_owned());
+        let mut out = Vec::new();
+        for entry in self.to_device.scan_prefix(&prefix)? {
+            let (key, Json(event)) = entry?;
+            if key.2 > upto {
+                break;
+            }
+            out.push((key.2, event));
+        }
+        Ok(out)
+    }
+
+    /// Deletes a device's messages up to `upto`: they were delivered.
+    pub fn acknowledge_to_device(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        upto: u64,
+    ) -> Result<(), StorageError> {
+        self.to_device_events(user, device, upto, upto).map(drop)
+    }
+
+    /// Every device with messages waiting, for a sender that starts and must find what it missed.
+    pub fn to_device_recipients(&self) -> Result<Vec<(OwnedUserId, OwnedDeviceId)>, StorageError> {
+        let mut out: Vec<(OwnedUserId, OwnedDeviceId)> = Vec::new();
+        for entry in self.to_device.scan_all()? {
+            let ((user, device, _), _) = entry?;
+            if out.last().is_none_or(|(u, d)| *u != user || *d != device) {
+                out.push((user, device));
+            }
+        }
+        Ok(out)
+    }
 }
