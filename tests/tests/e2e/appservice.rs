@@ -664,6 +664,29 @@ async fn to_device_messages_and_key_counts_reach_the_service_once() {
     assert_eq!(message["to_device_id"], "BRIDGEDEV");
     assert_eq!(message["sender"], "@alice:localhost");
     assert_eq!(message["type"], "m.room_key_request");
+    // Alice comes to share a room with the puppet: its device list changes for the bridge.
+    let room = bridge
+        .post(&as_dave("/_matrix/client/v3/createRoom"), json!({ "invite": ["@alice:localhost"] }))
+        .await
+        .ok()["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice.join(&room).await;
+    loop {
+        let seen = bodies.lock().unwrap().clone();
+        let changed = seen.iter().any(|b| {
+            b["org.matrix.msc3202.device_lists"]["changed"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|u| u == "@alice:localhost"))
+        });
+        if changed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no device list change delivered: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = bodies.lock().unwrap().clone();
     let counts = seen
         .iter()
         .find_map(|b| {

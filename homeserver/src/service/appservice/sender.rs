@@ -43,6 +43,9 @@ pub struct QueueState {
     pub delivered: u64,
     /// Number of the next transaction.
     pub next_txn: u64,
+    /// Device-list changes up to this position were delivered (MSC3202).
+    #[serde(default)]
+    pub device_lists_upto: u64,
     /// The transaction being delivered.
     pub in_flight: Option<InFlight>,
 }
@@ -73,6 +76,15 @@ pub struct InFlight {
     /// Unused fallback key types of those devices (MSC3202): user -> device -> algorithms.
     #[serde(default)]
     pub fallback_key_types: Value,
+    /// Users whose devices changed, for the service's users (MSC3202).
+    #[serde(default)]
+    pub device_lists_changed: Vec<OwnedUserId>,
+    /// Users who no longer share a room with any of the service's users (MSC3202).
+    #[serde(default)]
+    pub device_lists_left: Vec<OwnedUserId>,
+    /// The position the device-list changes were computed up to.
+    #[serde(default)]
+    pub device_lists_upto: u64,
 }
 
 /// What the request handlers share with a service's sender task.
@@ -81,12 +93,16 @@ pub struct SenderHandle {
     ephemeral: Mutex<Vec<Value>>,
     /// Devices of the service's users with to-device messages waiting or changed key counts.
     devices: Mutex<BTreeSet<(OwnedUserId, OwnedDeviceId)>>,
+    /// The service's users with devices taking part in end-to-end encryption: whose viewpoint
+    /// device-list changes are computed from.
+    e2ee_users: Mutex<BTreeSet<OwnedUserId>>,
     wake: Notify,
 }
 
 impl SenderHandle {
     /// Marks a device of one of the service's users for the next transaction.
     pub fn push_device(&self, user: OwnedUserId, device: OwnedDeviceId) {
+        self.e2ee_users.lock().insert(user.clone());
         self.devices.lock().insert((user, device));
         self.wake.notify_one();
     }
@@ -158,10 +174,17 @@ impl Services {
         let mut state = match self.appservices.queue.get(&id)? {
             Some(Json(state)) => state,
             // A new service starts at the present: it gets no history.
-            None => {
-                QueueState { delivered: self.globals.visible_count(), next_txn: 1, in_flight: None }
-            }
+            None => QueueState {
+                delivered: self.globals.visible_count(),
+                next_txn: 1,
+                device_lists_upto: self.globals.visible_count(),
+                in_flight: None,
+            },
         };
+        if state.device_lists_upto == 0 {
+            // A queue saved before device lists were tracked: start at the present.
+            state.device_lists_upto = state.delivered;
+        }
         self.appservices.queue.put(&id, &Json(state.clone()))?;
         if service.features.device_events {
             // Messages that arrived while the sender was not running.
@@ -170,6 +193,11 @@ impl Services {
                     handle.devices.lock().insert((user, device));
                 }
             }
+            let users = self.keys.users_with_device_keys()?;
+            handle
+                .e2ee_users
+                .lock()
+                .extend(users.into_iter().filter(|u| service.is_user_in_namespace(u)));
         }
         let mut last_saved = Instant::now();
         let mut retry = FIRST_RETRY;
@@ -213,6 +241,8 @@ impl Services {
                         "transaction delivered"
                     );
                     state.delivered = state.delivered.max(in_flight.upto);
+                    state.device_lists_upto =
+                        state.device_lists_upto.max(in_flight.device_lists_upto);
                     state.next_txn = in_flight.txn + 1;
                     state.in_flight = None;
                     self.appservices.queue.put(&id, &Json(state.clone()))?;
@@ -270,8 +300,17 @@ impl Services {
         let ephemeral = std::mem::take(&mut *handle.ephemeral.lock());
         let devices = std::mem::take(&mut *handle.devices.lock());
         let device_data = self.device_data(devices, visible)?;
-        if events.is_empty() && ephemeral.is_empty() && device_data.is_empty() {
+        let e2ee_users: Vec<OwnedUserId> = handle.e2ee_users.lock().iter().cloned().collect();
+        let (changed, left) =
+            self.appservice_device_lists(&e2ee_users, state.device_lists_upto, visible)?;
+        let nothing = events.is_empty()
+            && ephemeral.is_empty()
+            && device_data.is_empty()
+            && changed.is_empty()
+            && left.is_empty();
+        if nothing {
             state.delivered = scanned;
+            state.device_lists_upto = state.device_lists_upto.max(visible);
             return Ok(None);
         }
         Ok(Some(InFlight {
@@ -283,6 +322,9 @@ impl Services {
             to_device_acks: device_data.acks,
             one_time_key_counts: device_data.counts.into(),
             fallback_key_types: device_data.fallback.into(),
+            device_lists_changed: changed,
+            device_lists_left: left,
+            device_lists_upto: visible,
         }))
     }
 
@@ -319,6 +361,8 @@ impl Services {
             request.device_one_time_keys_count =
                 serde_json::from_value(in_flight.one_time_key_counts.clone()).unwrap_or_default();
         }
+        request.device_lists.changed = in_flight.device_lists_changed.clone();
+        request.device_lists.left = in_flight.device_lists_left.clone();
         if !in_flight.fallback_key_types.is_null() {
             request.device_unused_fallback_key_types =
                 serde_json::from_value(in_flight.fallback_key_types.clone()).unwrap_or_default();
@@ -348,6 +392,28 @@ impl DeviceData {
 }
 
 impl Services {
+    /// The device-list changes between `since` and `upto` that the service's users with
+    /// encryption must hear of: the union of what each of them would get in `/sync`.
+    fn appservice_device_lists(
+        &self,
+        users: &[OwnedUserId],
+        since: u64,
+        upto: u64,
+    ) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>), AppserviceError> {
+        let (mut changed, mut left) = (BTreeSet::new(), BTreeSet::new());
+        if since >= upto {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        for user in users {
+            let changes = self.device_list_changes(user, since, upto)?;
+            changed.extend(changes.changed);
+            left.extend(changes.left);
+        }
+        // Someone still sharing a room with one of the service's users has not left for it.
+        let left = left.difference(&changed).cloned().collect();
+        Ok((changed.into_iter().collect(), left))
+    }
+
     /// The to-device messages waiting for `devices` up to `upto`, and their key counts.
     fn device_data(
         &self,

@@ -130,6 +130,19 @@ impl Keys {
             .collect()
     }
 
+    /// Every user with uploaded device keys, for an application service sender that starts and
+    /// must know which of its users take part in end-to-end encryption.
+    pub fn users_with_device_keys(&self) -> Result<Vec<OwnedUserId>, StorageError> {
+        let mut out: Vec<OwnedUserId> = Vec::new();
+        for entry in self.device_keys.scan_all()? {
+            let ((user, _), _) = entry?;
+            if out.last() != Some(&user) {
+                out.push(user);
+            }
+        }
+        Ok(out)
+    }
+
     /// The ed25519 public key of a device, from its uploaded keys.
     pub(super) fn device_signing_key(
         &self,
