@@ -56,6 +56,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     /// Application services (bridges, bots, the policy service).
     pub appservices: AppservicesConfig,
+    /// This server's identity towards other servers.
+    pub federation: FederationConfig,
     /// The policy layer: tiers, access classes, organisation tree, delegated administration.
     pub policy: relais_appservice::PolicyConfig,
     /// The policy service asked before gated actions (`docs/policy-checks.md`).
@@ -111,6 +113,17 @@ pub struct RoomsConfig {
     /// Room version of new rooms when the client does not ask for one.
     #[serde(deserialize_with = "room_version_from_string_or_number")]
     pub default_version: RoomVersionId,
+}
+
+/// This server's identity towards other servers (federation itself is not built yet).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// How long other servers may cache this server's signing keys, in hours.
+    pub key_validity_hours: u64,
+    /// Where other servers reach this one (`host:port`), announced in
+    /// `/.well-known/matrix/server`; empty: no delegation (404).
+    pub well_known_server: String,
 }
 
 /// Application services.
@@ -347,6 +360,10 @@ impl Default for Config {
                 max_image_pixels: 32 * 1024 * 1024,
             },
             policy: relais_appservice::PolicyConfig::default(),
+            federation: FederationConfig {
+                key_validity_hours: 168,
+                well_known_server: String::new(),
+            },
             appservices: AppservicesConfig {
                 registration_files: Vec::new(),
                 request_timeout_secs: 30,

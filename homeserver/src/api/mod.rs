@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod federation;
 pub mod error;
 pub mod health;
 pub mod json_limits;
@@ -30,6 +31,7 @@ pub fn app(services: Arc<Services>) -> Router {
     let metrics = Arc::new(metrics::Metrics::default());
     client::routes()
         .merge(admin::routes())
+        .merge(federation::routes())
         .merge(health::routes())
         .merge(metrics::routes(metrics.clone()))
         .fallback(|| async { ApiError::Unrecognized })

@@ -6,6 +6,7 @@ pub mod appservice;
 pub mod client_format;
 pub mod devices;
 pub mod ephemeral;
+pub mod federation;
 pub mod filters;
 pub mod globals;
 pub mod keys;

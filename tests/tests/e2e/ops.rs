@@ -109,3 +109,27 @@ async fn no_token_or_password_appears_in_the_logs() {
         assert!(!logs.contains(secret), "the logs contain the secret {secret}");
     }
 }
+
+#[tokio::test]
+async fn other_servers_can_fetch_the_signing_keys_and_version() {
+    let server =
+        TestServer::start_with(&[("RELAIS_FEDERATION__WELL_KNOWN_SERVER", "matrix.localhost:443")]);
+    let client = server.client();
+    let keys = client.get("/_matrix/key/v2/server").await.ok();
+    assert_eq!(keys["server_name"], "localhost");
+    let (key_id, key) = keys["verify_keys"].as_object().unwrap().iter().next().unwrap();
+    assert!(key_id.starts_with("ed25519:"), "{keys}");
+    assert!(key["key"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(keys["signatures"]["localhost"][key_id].is_string(), "self-signed: {keys}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!(keys["valid_until_ts"].as_u64().unwrap() > now.as_millis() as u64 + 3_600_000);
+    let version = client.get("/_matrix/federation/v1/version").await.ok();
+    assert_eq!(version["server"]["name"], "Relais");
+    let delegation = client.get("/.well-known/matrix/server").await.ok();
+    assert_eq!(delegation["m.server"], "matrix.localhost:443");
+    // Federation proper does not exist yet: its endpoints are unrecognised, not faked.
+    client
+        .get("/_matrix/federation/v1/state_ids/!room:localhost?event_id=%24e")
+        .await
+        .err(404, "M_UNRECOGNIZED");
+}
