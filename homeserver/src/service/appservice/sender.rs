@@ -35,6 +35,9 @@ const SCAN_CHUNK: usize = 500;
 const SAVE_IDLE_POSITION_EVERY: Duration = Duration::from_secs(5);
 /// The first wait after a failed delivery.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// How often device-list changes are computed for a service's users: computing them reads the
+/// rooms of each of its users with encryption, too much to do for every event of the server.
+const DEVICE_LISTS_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a service's delivery stands, saved in `appserviceid_queue`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -200,12 +203,23 @@ impl Services {
                 .extend(users.into_iter().filter(|u| service.is_user_in_namespace(u)));
         }
         let mut last_saved = Instant::now();
+        let mut last_device_lists = Instant::now() - DEVICE_LISTS_EVERY;
         let mut retry = FIRST_RETRY;
         let max_retry = Duration::from_secs(self.config.appservices.max_retry_interval_secs.max(1));
         loop {
             if state.in_flight.is_none() {
                 let before = state.delivered;
-                let txn = self.next_transaction(&service, handle, &mut state, &mut cache)?;
+                let device_lists_due = last_device_lists.elapsed() >= DEVICE_LISTS_EVERY;
+                if device_lists_due {
+                    last_device_lists = Instant::now();
+                }
+                let txn = self.next_transaction(
+                    &service,
+                    handle,
+                    &mut state,
+                    &mut cache,
+                    device_lists_due,
+                )?;
                 if txn.is_none() {
                     if state.delivered != before && last_saved.elapsed() > SAVE_IDLE_POSITION_EVERY
                     {
@@ -216,10 +230,15 @@ impl Services {
                     if self.globals.visible_count() > state.delivered {
                         continue;
                     }
+                    // Device-list changes not yet computed are looked at again shortly.
+                    let lists_pending = state.device_lists_upto < self.globals.visible_count()
+                        && !handle.e2ee_users.lock().is_empty();
+                    let idle =
+                        if lists_pending { DEVICE_LISTS_EVERY } else { Duration::from_secs(30) };
                     tokio::select! {
                         _ = wake.changed() => {}
                         () = handle.wake.notified() => {}
-                        () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                        () = tokio::time::sleep(idle) => {}
                     }
                     continue;
                 }
@@ -272,6 +291,7 @@ impl Services {
         handle: &SenderHandle,
         state: &mut QueueState,
         cache: &mut InterestCache,
+        device_lists_due: bool,
     ) -> Result<Option<InFlight>, AppserviceError> {
         let max_events = self.config.appservices.max_events_per_transaction.max(1);
         let visible = self.globals.visible_count();
@@ -301,8 +321,9 @@ impl Services {
         let devices = std::mem::take(&mut *handle.devices.lock());
         let device_data = self.device_data(devices, visible)?;
         let e2ee_users: Vec<OwnedUserId> = handle.e2ee_users.lock().iter().cloned().collect();
+        let lists_upto = if device_lists_due { visible } else { state.device_lists_upto };
         let (changed, left) =
-            self.appservice_device_lists(&e2ee_users, state.device_lists_upto, visible)?;
+            self.appservice_device_lists(&e2ee_users, state.device_lists_upto, lists_upto)?;
         let nothing = events.is_empty()
             && ephemeral.is_empty()
             && device_data.is_empty()
@@ -310,7 +331,7 @@ impl Services {
             && left.is_empty();
         if nothing {
             state.delivered = scanned;
-            state.device_lists_upto = state.device_lists_upto.max(visible);
+            state.device_lists_upto = state.device_lists_upto.max(lists_upto);
             return Ok(None);
         }
         Ok(Some(InFlight {
@@ -324,7 +345,7 @@ impl Services {
             fallback_key_types: device_data.fallback.into(),
             device_lists_changed: changed,
             device_lists_left: left,
-            device_lists_upto: visible,
+            device_lists_upto: lists_upto,
         }))
     }
 
