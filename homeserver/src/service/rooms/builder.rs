@@ -222,6 +222,9 @@ impl Rooms {
         let redacted = self.queue_redaction(&mut batch, &pdu, &rules)?;
 
         self.pdus.db().write(batch)?;
+        if membership_target.is_some() {
+            self.membership_changed(&room_id);
+        }
         self.run_event_hooks(&pdu);
         drop(pending);
 

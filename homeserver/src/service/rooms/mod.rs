@@ -33,6 +33,9 @@ use crate::{
     storage::{Db, Json, StorageError, Table},
 };
 
+/// Rooms whose joined members are kept in memory.
+const JOINED_CACHE_ROOMS: usize = 4096;
+
 /// Column families owned by the room service and its parts.
 pub fn column_families() -> Vec<&'static str> {
     let mut cfs = vec![
@@ -127,6 +130,8 @@ pub struct Rooms {
     event_hooks: parking_lot::RwLock<Vec<Arc<dyn hook::EventHook>>>,
     pdu_cache: Mutex<LruCache<u64, Arc<PduEvent>>>,
     meta_cache: Mutex<HashMap<OwnedRoomId, (u64, RoomMeta)>>,
+    joined_cache: Mutex<LruCache<OwnedRoomId, Arc<Vec<ruma::OwnedUserId>>>>,
+    membership_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Rooms {
@@ -156,6 +161,10 @@ impl Rooms {
                 NonZeroUsize::new(pdu_cache_entries).unwrap_or(NonZeroUsize::MIN),
             )),
             meta_cache: Mutex::new(HashMap::new()),
+            joined_cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(JOINED_CACHE_ROOMS).unwrap_or(NonZeroUsize::MIN),
+            )),
+            membership_generation: std::sync::atomic::AtomicU64::new(0),
             globals,
             notifier,
         })
@@ -284,14 +293,32 @@ impl Rooms {
         self.membership.members_of(room_id)
     }
 
-    /// The joined members of a room.
+    /// The joined members of a room. Every event asks (to wake the members' syncs, to evaluate
+    /// their push rules), so the list is cached per room and dropped at each membership change.
     pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedUserId>, StorageError> {
-        Ok(self
+        if let Some(hit) = self.joined_cache.lock().get(room_id) {
+            return Ok(hit.as_ref().clone());
+        }
+        // A membership change while the index is read makes the result possibly stale: it is
+        // then not cached (the writer bumps the generation after its write, then drops the entry).
+        let generation = self.membership_generation.load(std::sync::atomic::Ordering::SeqCst);
+        let joined: Vec<ruma::OwnedUserId> = self
             .members(room_id)?
             .into_iter()
             .filter(|(_, m)| m.membership == MembershipState::Join)
             .map(|(u, _)| u)
-            .collect())
+            .collect();
+        let mut cache = self.joined_cache.lock();
+        if self.membership_generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            cache.put(room_id.to_owned(), Arc::new(joined.clone()));
+        }
+        Ok(joined)
+    }
+
+    /// Drops a room's cached joined members after a membership change was written.
+    pub(super) fn membership_changed(&self, room_id: &RoomId) {
+        self.membership_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.joined_cache.lock().pop(room_id);
     }
 
     /// Forgets a room for a user (after leaving).
