@@ -11,65 +11,22 @@
     reason = "a benchmark; a failed unwrap is a failed run"
 )]
 
-use std::{hint::black_box, sync::Arc};
+mod common;
 
+use std::hint::black_box;
+
+use common::{room_with, services, user};
 use criterion::{Criterion, criterion_group, criterion_main};
 use relais_homeserver::{
-    config::{Config, DatabaseConfig, SUPPORTED_ROOM_VERSIONS},
-    service::{
-        Services,
-        rooms::{PduTemplate, create::CreateRoom},
-        sync::SyncRequest,
-    },
+    service::{rooms::PduTemplate, sync::SyncRequest},
     storage::codec::{decode_key, encode_key},
 };
 use relais_policy::{Action, Actor, Directory, DirectoryParts, RoomFacts, Tier, Unit, UserRecord};
 use ruma::{
-    OwnedRoomId, OwnedUserId, RoomVersionId,
-    api::client::{
-        filter::FilterDefinition,
-        room::create_room::v3::{Request, RoomPreset},
-    },
+    api::client::filter::FilterDefinition,
     events::{StateEventType, TimelineEventType},
 };
 use serde_json::json;
-
-fn user(i: usize) -> OwnedUserId {
-    OwnedUserId::try_from(format!("@user{i}:bench.example")).unwrap()
-}
-
-fn services() -> (tempfile::TempDir, Arc<Services>) {
-    let dir = tempfile::tempdir().unwrap();
-    let defaults = Config::default();
-    let config = Config {
-        server_name: "bench.example".try_into().unwrap(),
-        database: DatabaseConfig {
-            path: dir.path().join("db"),
-            sync_writes: false,
-            ..defaults.database.clone()
-        },
-        ..defaults
-    };
-    let services = Services::open(Arc::new(config)).unwrap();
-    (dir, services)
-}
-
-fn room_with(services: &Services, creator: usize, members: usize) -> OwnedRoomId {
-    let mut request = Request::new();
-    request.preset = Some(RoomPreset::PublicChat);
-    let params = CreateRoom {
-        request: &request,
-        default_version: &RoomVersionId::V12,
-        supported: &SUPPORTED_ROOM_VERSIONS,
-        displayname: None,
-        avatar_url: None,
-    };
-    let room = services.rooms.create_room(&user(creator), params).unwrap();
-    for i in 1..members {
-        services.join(&room, &user(creator + i), None).unwrap();
-    }
-    room
-}
 
 fn key_codec(c: &mut Criterion) {
     let timeline_key = (12_345_u64, 67_890_u64);

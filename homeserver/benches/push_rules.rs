@@ -15,22 +15,20 @@
     reason = "a benchmark; a failed unwrap is a failed run"
 )]
 
+mod common;
+
 use std::{hint::black_box, sync::Arc, time::Instant};
 
-use relais_homeserver::{
-    config::{Config, DatabaseConfig, SUPPORTED_ROOM_VERSIONS},
-    service::{
-        Services,
-        push::{
-            evaluate::{PreparedEvent, evaluate_all},
-            rules::UserRules,
-        },
-        rooms::{PduTemplate, create::CreateRoom},
+use common::{room_with, services, user};
+use relais_homeserver::service::{
+    push::{
+        evaluate::{PreparedEvent, evaluate_all},
+        rules::UserRules,
     },
+    rooms::PduTemplate,
 };
 use ruma::{
-    OwnedRoomId, OwnedUserId, RoomVersionId,
-    api::client::room::create_room::v3::{Request, RoomPreset},
+    OwnedRoomId,
     events::TimelineEventType,
     owned_room_id,
     push::{NewPushRule, NewSimplePushRule, PushConditionRoomCtx, Ruleset},
@@ -50,10 +48,6 @@ fn time(name: &str, iterations: u32, mut f: impl FnMut()) {
     }
     let mean = start.elapsed() / iterations;
     println!("{name:<58} {:>10.1} µs/event", mean.as_secs_f64() * 1e6);
-}
-
-fn user(i: usize) -> OwnedUserId {
-    OwnedUserId::try_from(format!("@user{i}:bench.example")).unwrap()
 }
 
 fn evaluation_only() {
@@ -94,38 +88,10 @@ fn evaluation_only() {
     });
 }
 
-fn room_with(services: &Services, members: usize) -> OwnedRoomId {
-    let mut request = Request::new();
-    request.preset = Some(RoomPreset::PublicChat);
-    let params = CreateRoom {
-        request: &request,
-        default_version: &RoomVersionId::V12,
-        supported: &SUPPORTED_ROOM_VERSIONS,
-        displayname: None,
-        avatar_url: None,
-    };
-    let room = services.rooms.create_room(&user(0), params).unwrap();
-    for i in 1..members {
-        services.join(&room, &user(i), None).unwrap();
-    }
-    room
-}
-
 fn whole_send() {
-    let dir = tempfile::tempdir().unwrap();
-    let defaults = Config::default();
-    let config = Config {
-        server_name: "bench.example".try_into().unwrap(),
-        database: DatabaseConfig {
-            path: dir.path().join("db"),
-            sync_writes: false,
-            ..defaults.database.clone()
-        },
-        ..defaults
-    };
-    let services = Services::open(Arc::new(config)).unwrap();
-    let small = room_with(&services, 2);
-    let large = room_with(&services, MEMBERS);
+    let (_dir, services) = services();
+    let small = room_with(&services, 0, 2);
+    let large = room_with(&services, 0, MEMBERS);
     let mut n = 0u64;
     for (name, room) in
         [("send, 2-member room", &small), ("send, 1000-member room (push hook included)", &large)]
