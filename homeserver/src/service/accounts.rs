@@ -6,10 +6,6 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use argon2::{
-    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
-    password_hash::{SaltString, rand_core::OsRng},
-};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use parking_lot::RwLock;
 use rand::RngCore;
@@ -19,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::storage::{Batch, Db, Json, StorageError, Table};
 
+mod password;
 mod tokens;
 
 use tokens::StoredToken;
@@ -206,12 +203,7 @@ impl Accounts {
         }
         let Some(hash) = self.passwords.get(&user_id.to_owned())? else { return Ok(false) };
         let password = password.to_owned();
-        Ok(on_hash_thread(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
-            })
-        })
-        .unwrap_or(false))
+        Ok(on_hash_thread(move || password::verify(password.as_bytes(), &hash)).unwrap_or(false))
     }
 
     /// Sets a new password.
@@ -398,12 +390,7 @@ fn on_hash_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 fn hash_password(password: &str) -> Result<String, AccountError> {
     let password = password.to_owned();
-    on_hash_thread(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).ok()
-    })
-    .flatten()
-    .ok_or(AccountError::Hash)
+    on_hash_thread(move || password::hash(password.as_bytes())).flatten().ok_or(AccountError::Hash)
 }
 
 /// A new random secret (access tokens, session IDs) from the OS CSPRNG.
