@@ -2,8 +2,8 @@
 
 pub mod admin;
 pub mod client;
-pub mod federation;
 pub mod error;
+pub mod federation;
 pub mod health;
 pub mod json_limits;
 mod limits;

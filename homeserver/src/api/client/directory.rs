@@ -69,8 +69,8 @@ pub async fn get(
             }
         }
     }
-    let entry = entry
-        .ok_or_else(|| ApiError::NotFound(format!("room alias {alias} is not known")))?;
+    let entry =
+        entry.ok_or_else(|| ApiError::NotFound(format!("room alias {alias} is not known")))?;
     Ok(get_alias::v3::Response::new(entry.room_id, vec![services.config.server_name.clone()]))
 }
 
