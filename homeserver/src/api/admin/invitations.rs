@@ -8,14 +8,14 @@ use axum::{
 };
 use bytes::Bytes;
 use http::request::Parts;
-use relais_policy::{Action, UnitId};
+use relais_policy::UnitId;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::policy::{blocking, body, caller};
 use crate::service::Services;
 use crate::{
-    api::error::{ApiError, ApiResult},
+    api::error::ApiResult,
     service::{ephemeral::now_ms, policy::invitations::NewInvitation},
 };
 
@@ -46,16 +46,7 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let session = caller(&services, &parts)?;
     let unit = UnitId::from(query.unit.as_str());
-    let exempt = services.is_policy_exempt(&session.user_id)?;
-    let decision = services.policy.service.decide(
-        &Action::ReadAuditLog { unit: unit.clone() },
-        session.user_id.as_str(),
-        None,
-        now_ms(),
-    );
-    if !exempt && !decision.is_allowed() {
-        return Err(ApiError::Forbidden(decision.message().unwrap_or_default()));
-    }
+    services.check_scope_covers(&session.user_id, &unit)?;
     let directory = services.policy.service.directory();
     let units: Vec<UnitId> = directory
         .units()

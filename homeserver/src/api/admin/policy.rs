@@ -8,7 +8,6 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderValue, header, request::Parts};
-use relais_policy::Action;
 use ruma::{OwnedUserId, api::auth_scheme::AccessToken};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
@@ -80,13 +79,7 @@ pub async fn get_user(
         .policy_record(&target)
         .ok_or_else(|| ApiError::NotFound(format!("{target} is not in the directory")))?;
     if session.user_id != target {
-        let action = Action::ReadAuditLog { unit: record.unit.clone() };
-        let exempt = services.is_policy_exempt(&session.user_id)?;
-        let decision =
-            services.policy.service.decide(&action, session.user_id.as_str(), None, now());
-        if !exempt && !decision.is_allowed() {
-            return Err(ApiError::Forbidden(decision.message().unwrap_or_default()));
-        }
+        services.check_scope_covers(&session.user_id, &record.unit)?;
     }
     let delegations: Vec<String> = services
         .policy
@@ -217,10 +210,6 @@ fn csv(rows: &[AuditRow]) -> String {
         out.push('\n');
     }
     out
-}
-
-fn now() -> u64 {
-    crate::service::ephemeral::now_ms()
 }
 
 impl From<PolicyError> for ApiError {

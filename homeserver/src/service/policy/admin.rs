@@ -141,6 +141,19 @@ impl Services {
         }
     }
 
+    /// Whether `actor`'s scope covers `unit` (a server admin's covers all): who may read a unit's
+    /// records, invitations and audit log. A read, so a refusal is not audited.
+    pub fn check_scope_covers(&self, actor: &UserId, unit: &UnitId) -> Result<(), PolicyError> {
+        if self.is_policy_exempt(actor)? {
+            return Ok(());
+        }
+        let action = Action::ReadAuditLog { unit: unit.clone() };
+        match self.policy.service.decide(&action, actor.as_str(), None, now_ms()) {
+            Decision::Allow => Ok(()),
+            denied => Err(PolicyError::Refused(denied.message().unwrap_or_default())),
+        }
+    }
+
     /// `unit` if given, else the actor's own unit.
     pub(super) fn unit_or_own(
         &self,

@@ -43,10 +43,15 @@ pub fn unit_alias(unit: &str, server_name: &str) -> Result<OwnedRoomAliasId, Pol
 }
 
 impl Services {
-    /// The policy bot, created on first start.
+    /// The policy bot's user ID (its account exists from [`Services::ensure_policy_bot`]).
     pub(super) fn policy_bot(&self) -> Result<OwnedUserId, PolicyError> {
-        let bot = OwnedUserId::try_from(self.policy.service.bot().as_str())
-            .map_err(|e| PolicyError::BadRequest(format!("policy bot ID: {e}")))?;
+        OwnedUserId::try_from(self.policy.service.bot().as_str())
+            .map_err(|e| PolicyError::BadRequest(format!("policy bot ID: {e}")))
+    }
+
+    /// Creates the policy bot's account on first start.
+    pub(super) fn ensure_policy_bot(&self) -> Result<OwnedUserId, PolicyError> {
+        let bot = self.policy_bot()?;
         match self.accounts.register(&bot, None, false) {
             Ok(()) | Err(AccountError::UserInUse) => Ok(bot),
             Err(e) => Err(e.into()),
@@ -55,7 +60,7 @@ impl Services {
 
     /// Finds or creates the room of every configured unit, parents before children.
     pub(super) fn ensure_unit_rooms(&self) -> Result<(), PolicyError> {
-        let bot = self.policy_bot()?;
+        let bot = self.ensure_policy_bot()?;
         let server = self.config.server_name.as_str();
         let mut pending: Vec<_> = self.config.policy.units.iter().collect();
         while !pending.is_empty() {
