@@ -56,6 +56,17 @@ pub struct Options {
     /// Write the JSON report here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run only these scenarios (comma-separated: fanout, spread, create, initial-sync); all
+    /// of them by default.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+impl Options {
+    /// Whether the scenario `name` is to run.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == name)
+    }
 }
 
 #[tokio::main]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::{
     Options,
     client::{User, register},
-    stats::{Samples, dir_bytes, own_cpu_seconds, round, rss_mib},
+    stats::{CpuMark, Samples, dir_bytes, own_cpu_seconds, round, rss_mib},
 };
 
 /// Runs every scenario and returns the report.
@@ -20,18 +20,25 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Value> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
     let base = Instant::now();
     let users = register_many(&http, options, options.users.max(options.senders)).await?;
-    let fanout = fanout(options, &users, base).await?;
-    let spread = spread(options, &users[..options.senders]).await?;
-    let create = create_rooms(options, &users[0]).await?;
-    let initial = initial_sync(&users[1]).await?;
-    let mut report = json!({
-        "server": options.url,
-        "fanout": fanout,
-        "spread": spread,
-        "room_creation": create,
-        "initial_sync": initial,
-        "generator_cpu_s": own_cpu_seconds(),
-    });
+    let mut report = json!({ "server": options.url });
+    let pid = options.pid;
+    if options.runs("fanout") {
+        report["fanout"] = fanout(options, &users, base).await?;
+    }
+    if options.runs("spread") {
+        let mark = CpuMark::now(pid);
+        report["spread"] = spread(options, &users[..options.senders]).await?;
+        mark.record(pid, &mut report["spread"]);
+    }
+    if options.runs("create") {
+        let mark = CpuMark::now(pid);
+        report["room_creation"] = create_rooms(options, &users[0]).await?;
+        mark.record(pid, &mut report["room_creation"]);
+    }
+    if options.runs("initial-sync") {
+        report["initial_sync"] = initial_sync(&users[1]).await?;
+    }
+    report["generator_cpu_s"] = own_cpu_seconds().into();
     if let Some(pid) = options.pid {
         report["server_rss_mib"] = rss_mib(pid).into();
     }
@@ -81,6 +88,7 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
         syncers.push(tokio::spawn(async move {
             let mut since = since;
             let mut seen = 0;
+            let mut responses = 0u64;
             let deadline = Instant::now() + Duration::from_secs(120);
             while seen < expected && Instant::now() < deadline {
                 // A timeline limit above the burst size, so that no response is `limited`.
@@ -89,6 +97,7 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
                     continue;
                 };
                 let received = base.elapsed();
+                responses += 1;
                 if let Some(events) = sync["rooms"]["join"][&room]["timeline"]["events"].as_array()
                 {
                     for event in events {
@@ -109,10 +118,13 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
                     since = next.to_owned();
                 }
             }
-            seen
+            (seen, responses)
         }));
     }
 
+    // From the first send to the last delivery: what the messages cost the server, syncs
+    // included.
+    let mark = CpuMark::now(options.pid);
     let started = Instant::now();
     let sends = try_join_all(members[..options.senders].iter().enumerate().map(|(s, user)| {
         let room = room.clone();
@@ -129,13 +141,16 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
     let elapsed = started.elapsed();
     let send: Samples = sends.into_iter().collect();
     let mut complete = 0;
+    let mut responses = 0;
     for syncer in syncers {
-        if syncer.await? >= expected {
+        let (seen, count) = syncer.await?;
+        responses += count;
+        if seen >= expected {
             complete += 1;
         }
     }
     let delivery = std::mem::take(&mut *delivery.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
-    Ok(json!({
+    let mut report = json!({
         "users": options.users,
         "senders": options.senders,
         "messages": expected,
@@ -143,7 +158,10 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
         "send_latency": send.summary(),
         "delivery_latency": delivery.summary(),
         "syncers_with_every_message": complete,
-    }))
+        "sync_responses": responses,
+    });
+    mark.record(options.pid, &mut report);
+    Ok(report)
 }
 
 /// Messages spread over many rooms.

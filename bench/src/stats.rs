@@ -57,11 +57,51 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
 
 /// CPU time (user + system) of this process so far, to show the generator is not the bottleneck.
 pub fn own_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("self").map(round)
+}
+
+/// CPU time (user + system, all threads) of a process so far, unrounded; `who` is a PID or
+/// `self`.
+pub fn cpu_seconds_of(who: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{who}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(round(ticks / 100.0))
+    Some(ticks / 100.0)
+}
+
+/// CPU used by the server (if its PID is known) and by this generator between two points.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    server: Option<f64>,
+    own: Option<f64>,
+}
+
+impl CpuMark {
+    /// The CPU times now.
+    pub fn now(server_pid: Option<u32>) -> Self {
+        Self {
+            server: server_pid.and_then(|pid| cpu_seconds_of(&pid.to_string())),
+            own: cpu_seconds_of("self"),
+        }
+    }
+
+    /// Adds `server_cpu_s` and `generator_cpu_s` since `self` to a scenario's report, so that
+    /// each scenario shows its own cost and whether the generator could have limited it.
+    pub fn record(&self, server_pid: Option<u32>, report: &mut Value) {
+        let now = Self::now(server_pid);
+        if let (Some(a), Some(b)) = (self.server, now.server) {
+            report["server_cpu_s"] = round2(b - a).into();
+        }
+        if let (Some(a), Some(b)) = (self.own, now.own) {
+            report["generator_cpu_s"] = round2(b - a).into();
+        }
+    }
+}
+
+/// Rounds to 0.01.
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
 }
 
 /// Total size of a directory tree in bytes.

@@ -115,15 +115,49 @@ pub struct RoomsConfig {
     pub default_version: RoomVersionId,
 }
 
-/// This server's identity towards other servers (federation itself is not built yet).
+/// Federation (the Server-Server API): this server's identity towards other servers, which servers
+/// it talks to, and its TLS listener (`docs/federation.md`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FederationConfig {
+    /// Whether this server federates. When false, signed federation requests are refused and
+    /// nothing is sent to other servers; the keys and version endpoints still answer.
+    pub enabled: bool,
+    /// The servers this one federates with (a closed federation of partners); empty: any server.
+    pub allowed_servers: Vec<OwnedServerName>,
+    /// Notary servers asked for other servers' keys when a server cannot be asked directly.
+    pub trusted_key_servers: Vec<OwnedServerName>,
+    /// Longest wait for another server to answer one request, in seconds.
+    pub request_timeout_secs: u64,
+    /// Longest wait between two attempts to deliver a transaction to a server that is down, in
+    /// seconds (the wait doubles from one second up to this).
+    pub max_retry_interval_secs: u64,
     /// How long other servers may cache this server's signing keys, in hours.
     pub key_validity_hours: u64,
     /// Where other servers reach this one (`host:port`), announced in
     /// `/.well-known/matrix/server`; empty: no delegation (404).
     pub well_known_server: String,
+    /// The TLS listener other servers connect to, and the trust of outgoing connections.
+    pub tls: FederationTlsConfig,
+}
+
+/// The federation TLS listener and the certificates trusted when connecting to other servers.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationTlsConfig {
+    /// The TCP port of the TLS listener (8448 by convention); 0: no TLS listener.
+    pub port: u16,
+    /// The IP address the TLS listener binds.
+    pub address: IpAddr,
+    /// The certificate chain of the listener (PEM file).
+    pub certificate: PathBuf,
+    /// The private key of the listener (PEM file).
+    pub private_key: PathBuf,
+    /// Extra certificate authorities trusted for outgoing connections (PEM file), for private
+    /// PKIs and tests; empty: only the system's roots.
+    pub ca_file: PathBuf,
+    /// Whether other servers' certificates are checked. Turn off only in tests.
+    pub verify_certificates: bool,
 }
 
 /// Application services.
@@ -361,8 +395,21 @@ impl Default for Config {
             },
             policy: relais_appservice::PolicyConfig::default(),
             federation: FederationConfig {
+                enabled: false,
+                allowed_servers: Vec::new(),
+                trusted_key_servers: Vec::new(),
+                request_timeout_secs: 30,
+                max_retry_interval_secs: 600,
                 key_validity_hours: 168,
                 well_known_server: String::new(),
+                tls: FederationTlsConfig {
+                    port: 0,
+                    address: IpAddr::from([0, 0, 0, 0]),
+                    certificate: PathBuf::new(),
+                    private_key: PathBuf::new(),
+                    ca_file: PathBuf::new(),
+                    verify_certificates: true,
+                },
             },
             appservices: AppservicesConfig {
                 registration_files: Vec::new(),
@@ -464,6 +511,7 @@ impl Config {
             });
         }
         self.validate_policy_checks()?;
+        self.validate_federation()?;
         if self.registration.tokens.iter().any(|t| t.is_empty()) {
             return Err(ConfigError::Rule {
                 key: "registration.tokens",
@@ -498,6 +546,28 @@ impl Config {
             return Err(ConfigError::Rule {
                 key: "tokens.refreshable_access_token_lifetime_secs",
                 reason: "must be positive".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_federation(&self) -> Result<(), ConfigError> {
+        let federation = &self.federation;
+        if federation.request_timeout_secs == 0 {
+            return Err(ConfigError::Rule {
+                key: "federation.request_timeout_secs",
+                reason: "must be positive".to_owned(),
+            });
+        }
+        let tls = &federation.tls;
+        if tls.port != 0
+            && (tls.certificate.as_os_str().is_empty() || tls.private_key.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Rule {
+                key: "federation.tls.certificate",
+                reason: "the TLS listener (federation.tls.port) needs federation.tls.certificate \
+                         and federation.tls.private_key"
+                    .to_owned(),
             });
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! polls are cut by their own timeouts), then the write-ahead log is flushed before exit.
 
 mod connections;
+pub mod tls;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -28,6 +29,9 @@ pub enum ServeError {
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// The federation listener's certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Opens the services and serves until a shutdown signal.
@@ -46,16 +50,60 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let typing = tokio::spawn(expire_typing(services.clone()));
     services.register_appservice_users().map_err(crate::service::StartError::from)?;
     services.start_appservice_senders();
+    services.start_federation_sender();
     services.start_policy().map_err(crate::service::StartError::from)?;
     services.start_policy_reminders();
     let app = api::app(services.clone());
-    connections::serve(listener, app, &config.limits, shutdown_signal()).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let stopped = move || {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.changed().await;
+        }
+    };
+    let federation = match federation_listener(&config).await? {
+        Some((listener, acceptor)) => {
+            let (app, limits, stopped) = (app.clone(), config.limits.clone(), stopped());
+            Some(tokio::spawn(async move {
+                connections::serve(listener, app, &limits, Some(acceptor), stopped).await;
+            }))
+        }
+        None => None,
+    };
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(());
+    });
+    connections::serve(listener, app, &config.limits, None, stopped()).await;
+    if let Some(federation) = federation {
+        let _ = federation.await;
+    }
+    signal.abort();
     typing.abort();
     if let Err(e) = services.db.flush() {
         tracing::error!(error = %e, "flushing the database at shutdown failed");
     }
     tracing::info!("relais stopped");
     Ok(())
+}
+
+/// The federation TLS listener, bound, when `federation.tls.port` is set. Prints
+/// `relais federation listening on https://ADDR` for tests and scripts.
+async fn federation_listener(
+    config: &Config,
+) -> Result<Option<(TcpListener, tokio_rustls::TlsAcceptor)>, ServeError> {
+    let tls = &config.federation.tls;
+    if tls.port == 0 {
+        return Ok(None);
+    }
+    let acceptor = tls::acceptor(tls)?;
+    let addr = SocketAddr::new(tls.address, tls.port);
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
+    let local = listener.local_addr()?;
+    println!("relais federation listening on https://{local}");
+    tracing::info!(%local, "federation TLS listener started");
+    Ok(Some((listener, acceptor)))
 }
 
 /// Ends typing notifications whose timeout passed, and wakes the rooms' members.

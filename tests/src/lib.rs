@@ -1,6 +1,8 @@
 //! The end-to-end test harness: starts the real `relais` binary on a free port with a temporary
 //! data directory, and talks to it over HTTP like a client does.
 
+pub mod federation;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},

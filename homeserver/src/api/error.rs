@@ -134,6 +134,12 @@ pub enum ApiError {
         /// The body it answered.
         body: String,
     },
+    /// The joining server does not support the room's version.
+    #[error("{0}")]
+    IncompatibleRoomVersion(String),
+    /// A federation request without a valid `X-Matrix` signature.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Something broke on the server; the details are logged, not sent.
     #[error("internal server error")]
     Internal(String),
@@ -178,6 +184,10 @@ impl ApiError {
             Self::ConnectionTimeout => (StatusCode::GATEWAY_TIMEOUT, "M_CONNECTION_TIMEOUT"),
             Self::ConnectionFailed(_) => (StatusCode::BAD_GATEWAY, "M_CONNECTION_FAILED"),
             Self::BadStatus { .. } => (StatusCode::BAD_GATEWAY, "M_BAD_STATUS"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED"),
+            Self::IncompatibleRoomVersion(_) => {
+                (StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
         }
     }
@@ -355,6 +365,35 @@ impl From<crate::service::sliding_sync::SlidingSyncError> for ApiError {
             SlidingSyncError::UnknownPos(_) => Self::UnknownPos(error.to_string()),
             SlidingSyncError::Room(e) => e.into(),
             SlidingSyncError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::service::federation::pdu::PduError> for ApiError {
+    fn from(error: crate::service::federation::pdu::PduError) -> Self {
+        use crate::service::federation::pdu::PduError as E;
+        match error {
+            E::Invalid(reason) => Self::BadJson(reason),
+            E::UnknownRoom(_) => Self::NotFound(error.to_string()),
+            E::Federation(e) => e.into(),
+            E::Room(e) => e.into(),
+            E::Missing(reason) => Self::Forbidden(reason),
+        }
+    }
+}
+
+impl From<crate::service::federation::membership::MembershipError> for ApiError {
+    fn from(error: crate::service::federation::membership::MembershipError) -> Self {
+        use crate::service::federation::membership::MembershipError as E;
+        match error {
+            E::Forbidden(reason) => Self::Forbidden(reason),
+            E::IncompatibleVersion(_) => Self::IncompatibleRoomVersion(error.to_string()),
+            E::UnknownRoom(_) => Self::NotFound(error.to_string()),
+            E::Invalid(reason) => Self::BadJson(reason),
+            E::NoServer { .. } => Self::NotFound(error.to_string()),
+            E::Pdu(e) => e.into(),
+            E::Room(e) => e.into(),
+            E::Federation(e) => e.into(),
         }
     }
 }

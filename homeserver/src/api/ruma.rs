@@ -38,8 +38,20 @@ pub trait Authenticate {
     type Identity: Send + 'static;
     /// The scheme's name in the route table (`relais routes`).
     const SCHEME: &'static str;
-    /// Authenticates the request.
+    /// Authenticates the request from its head, before the body is read.
     fn authenticate(services: &Services, parts: &Parts) -> Result<Self::Identity, ApiError>;
+    /// A second step once the body is read, for schemes whose proof covers the body (the
+    /// `X-Matrix` signatures of federation, whose keys may have to be fetched). Nothing by
+    /// default.
+    fn verify_body(
+        services: &Arc<Services>,
+        parts: &Parts,
+        body: &Bytes,
+        identity: &Self::Identity,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send {
+        let _ = (services, parts, body, identity);
+        std::future::ready(Ok(()))
+    }
 }
 
 impl Authenticate for AccessToken {
@@ -266,6 +278,8 @@ where
             return Err(too_large());
         }
         let mut bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+        // Signatures cover the body as it was sent, before an empty one becomes `{}`.
+        let received = bytes.clone();
         let mut json_body = None;
         if T::METHOD != http::Method::GET && kind == BodyKind::Json {
             if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -278,6 +292,8 @@ where
                 .is_none_or(|v| v.starts_with("application/json") || v.is_empty());
             json_body = parse_json_body(&bytes, is_json, &services.config.limits)?;
         }
+        <T::Authentication as Authenticate>::verify_body(services, &parts, &received, &auth)
+            .await?;
         let request = http::Request::from_parts(parts, bytes);
         let body = parse_request::<T>(request, &path_args)?;
         Ok(Self { body, auth, client_ip, user_agent, json_body })

@@ -1,7 +1,8 @@
 //! The HTTP connections: hyper's server with the header size and slow-client limits of
 //! `[limits]` (which `axum::serve` does not expose), and `axum::serve`'s graceful shutdown: on
 //! the signal the listener stops accepting, each connection finishes its in-flight requests, and
-//! `serve` returns when every connection has closed.
+//! `serve` returns when every connection has closed. The federation listener serves the same way
+//! over TLS (the handshake runs in the connection's task, within the header read timeout).
 
 use std::{future::Future, pin::pin, time::Duration};
 
@@ -13,18 +14,26 @@ use hyper_util::{
     server::conn::auto::Builder,
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::watch,
+};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::LimitsConfig;
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains the open connections.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` completes, then drains the
+/// open connections.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &LimitsConfig,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let handshake_timeout = Duration::from_secs(limits.header_read_timeout_secs);
     let builder = builder(limits);
     let (signal_tx, signal_rx) = watch::channel(());
     tokio::spawn(async move {
@@ -53,20 +62,19 @@ pub async fn serve(
         let builder = builder.clone();
         let signal_tx = signal_tx.clone();
         let close_rx = close_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = TowerToHyperService::new(service);
-            let mut connection =
-                pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
-            let mut signal = pin!(signal_tx.closed().fuse());
-            loop {
-                tokio::select! {
-                    result = connection.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::trace!(error = %e, %remote, "connection ended with an error");
+            match tls {
+                None => serve_connection(&builder, stream, service, &signal_tx, remote).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&builder, stream, service, &signal_tx, remote).await;
                         }
-                        break;
+                        Ok(Err(e)) => tracing::debug!(error = %e, %remote, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                     }
-                    () = &mut signal => connection.as_mut().graceful_shutdown(),
                 }
             }
             drop(close_rx);
@@ -75,6 +83,39 @@ pub async fn serve(
     drop(close_rx);
     drop(listener);
     close_tx.closed().await;
+}
+
+/// Serves one connection until it closes; on the shutdown signal it finishes its in-flight
+/// requests first.
+async fn serve_connection<IO, S>(
+    builder: &Builder<TokioExecutor>,
+    stream: IO,
+    service: S,
+    signal_tx: &watch::Sender<()>,
+    remote: std::net::SocketAddr,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connection =
+        pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+    let mut signal = pin!(signal_tx.closed().fuse());
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::trace!(error = %e, %remote, "connection ended with an error");
+                }
+                break;
+            }
+            () = &mut signal => connection.as_mut().graceful_shutdown(),
+        }
+    }
 }
 
 /// hyper's connection builder with the limits: HTTP/1 heads larger than `max_header_bytes` get

@@ -47,6 +47,8 @@ pub struct Globals {
     counter: AtomicU64,
     reserved: Mutex<u64>,
     in_flight: Mutex<BTreeSet<u64>>,
+    /// The latest position of each [`ChangeKind`], indexed by the kind.
+    last_change: [AtomicU64; 2],
     keypair: Ed25519KeyPair,
     last_create_ts: AtomicU64,
 }
@@ -87,6 +89,9 @@ impl Globals {
             counter: AtomicU64::new(reserved),
             reserved: Mutex::new(reserved),
             in_flight: Mutex::new(BTreeSet::new()),
+            // Changes before this start are not tracked in memory: count them as recent, so that
+            // a client syncing from before the restart gets the full computation.
+            last_change: [AtomicU64::new(reserved), AtomicU64::new(reserved)],
             keypair,
             last_create_ts: AtomicU64::new(0),
         })
@@ -130,6 +135,20 @@ impl Globals {
         now.max(previous + 1)
     }
 
+    /// Records a change of `kind` at stream position `count`. Call it before the position
+    /// becomes visible (while its [`PendingCount`] is held), so that a sync that can see the
+    /// position also sees the record.
+    pub fn note_change(&self, kind: ChangeKind, count: u64) {
+        self.last_change[kind as usize].fetch_max(count, Ordering::SeqCst);
+    }
+
+    /// Whether a change of `kind` may have happened after stream position `since` (since this
+    /// process started, exactly; before, always yes). Lets `/sync` skip a scan that would find
+    /// nothing: most incremental syncs follow a message, not a membership or key change.
+    pub fn changed_since(&self, kind: ChangeKind, since: u64) -> bool {
+        self.last_change[kind as usize].load(Ordering::SeqCst) > since
+    }
+
     /// The highest stream position such that every position up to it is written.
     pub fn visible_count(&self) -> u64 {
         let in_flight = self.in_flight.lock();
@@ -138,6 +157,15 @@ impl Globals {
             None => self.counter.load(Ordering::SeqCst),
         }
     }
+}
+
+/// Kinds of change that syncs look for with scans, tracked by [`Globals::note_change`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A membership of any user in any room changed (written by the event pipeline).
+    Membership = 0,
+    /// Someone's device list or cross-signing keys changed, publicly or for one viewer.
+    DeviceKeys = 1,
 }
 
 /// A stream position being written; dropping it makes the position visible.

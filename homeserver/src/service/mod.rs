@@ -54,6 +54,9 @@ pub fn column_families() -> Vec<&'static str> {
     cfs.extend_from_slice(appservice::COLUMN_FAMILIES);
     cfs.extend(rooms::column_families());
     cfs.extend_from_slice(sliding_sync::COLUMN_FAMILIES);
+    cfs.extend_from_slice(federation::COLUMN_FAMILIES);
+    cfs.extend_from_slice(federation::sender::COLUMN_FAMILIES);
+    cfs.extend_from_slice(federation::transactions::COLUMN_FAMILIES);
     cfs
 }
 
@@ -84,6 +87,9 @@ pub enum StartError {
     /// The policy checks could not be set up.
     #[error(transparent)]
     PolicyCheck(#[from] policy_check::PolicyCheckError),
+    /// Federation could not be set up (TLS roots, key store).
+    #[error(transparent)]
+    Federation(#[from] federation::FederationError),
 }
 
 /// All services, wired together.
@@ -130,6 +136,12 @@ pub struct Services {
     pub appservices: appservice::Appservices,
     /// The embedded policy service: tiers, access classes, delegated administration.
     pub policy: policy::Policy,
+    /// Federation: other servers' keys, the signed client, the allow-list.
+    pub federation: Arc<federation::Federation>,
+    /// Transactions to other servers: one queue per destination.
+    pub federation_sender: Arc<federation::sender::Sender>,
+    /// Transactions other servers sent that were processed.
+    pub federation_transactions: federation::transactions::IncomingTransactions,
 }
 
 impl Services {
@@ -198,6 +210,14 @@ impl Services {
                 &config.server_name,
             )?,
             policy: policy::Policy::new(&config.policy, config.server_name.as_str())?,
+            federation: Arc::new(federation::Federation::new(&db, &config, globals.clone())?),
+            federation_transactions: federation::transactions::IncomingTransactions::new(&db)?,
+            federation_sender: Arc::new(federation::sender::Sender::new(
+                &db,
+                globals.clone(),
+                config.federation.enabled,
+                std::time::Duration::from_secs(config.federation.max_retry_interval_secs),
+            )?),
             config,
             db,
             globals,

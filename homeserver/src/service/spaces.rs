@@ -104,7 +104,7 @@ impl Services {
 
     /// The `m.space.child` events of a room that name a child (non-empty `via`), in the spec's
     /// order: by `order` when valid, then by the event's timestamp, then by room ID.
-    fn space_children(
+    pub(crate) fn space_children(
         &self,
         facts: &RoomFacts,
     ) -> Result<Vec<(OwnedRoomId, Value, bool)>, RoomError> {

@@ -290,6 +290,12 @@ impl Services {
     ) -> Result<Vec<ruma::serde::Raw<ruma::events::AnyStrippedStateEvent>>, RoomError> {
         let Some(member) = self.rooms.pdu(&entry.event_id)? else { return Ok(Vec::new()) };
         let mut events = Vec::new();
+        if member.stored.state_before == 0 {
+            // An invite from another server's room: its state came with the invite.
+            events.extend(remote_invite_state(&member).iter().map(to_raw));
+            events.push(to_raw(&member.to_stripped_json()));
+            return Ok(events);
+        }
         for kind in &STRIPPED_STATE {
             if let Some(pdu) = self.rooms.state_event(member.stored.state_before, kind, "")? {
                 events.push(to_raw(&pdu.to_stripped_json()));
@@ -355,4 +361,28 @@ pub fn is_empty(response: &Response) -> bool {
         && response.to_device.events.is_empty()
         && response.device_lists.changed.is_empty()
         && response.device_lists.left.is_empty()
+}
+
+/// The stripped state another server sent with an invite (`unsigned.invite_room_state`), full
+/// PDUs or stripped events, shown as stripped events.
+fn remote_invite_state(member: &PduEvent) -> Vec<serde_json::Value> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(member.stored.json.get()) else {
+        return Vec::new();
+    };
+    let Some(state) = json.pointer("/unsigned/invite_room_state").and_then(|v| v.as_array())
+    else {
+        return Vec::new();
+    };
+    state
+        .iter()
+        .filter(|e| e.get("type").is_some() && e.get("state_key").is_some())
+        .map(|e| {
+            serde_json::json!({
+                "type": e["type"],
+                "state_key": e["state_key"],
+                "sender": e["sender"],
+                "content": e["content"],
+            })
+        })
+        .collect()
 }

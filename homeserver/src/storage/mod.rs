@@ -4,6 +4,7 @@
 //! atomic write across tables) and nothing else: no raw keys, no RocksDB types.
 
 pub mod codec;
+mod durability;
 mod table;
 
 use std::{path::Path, sync::Arc};
@@ -12,6 +13,7 @@ use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionTyp
 
 pub use self::{
     codec::{CodecError, Json, KeyPart, Value},
+    durability::SyncScope,
     table::{Batch, Table},
 };
 
@@ -46,6 +48,10 @@ pub struct Db {
     inner: rocksdb::DB,
     column_families: Vec<&'static str>,
     write_options: rocksdb::WriteOptions,
+    /// For writes inside a [`SyncScope`]: into the WAL file, without waiting for the fsync.
+    deferred_options: rocksdb::WriteOptions,
+    sync_writes: bool,
+    group_sync: durability::GroupSync,
 }
 
 impl std::fmt::Debug for Db {
@@ -80,7 +86,16 @@ impl Db {
 
         let mut write_options = rocksdb::WriteOptions::default();
         write_options.set_sync(options.sync_writes);
-        Ok(Arc::new(Self { inner, column_families: column_families.to_vec(), write_options }))
+        let mut deferred_options = rocksdb::WriteOptions::default();
+        deferred_options.set_sync(false);
+        Ok(Arc::new(Self {
+            inner,
+            column_families: column_families.to_vec(),
+            write_options,
+            deferred_options,
+            sync_writes: options.sync_writes,
+            group_sync: durability::GroupSync::default(),
+        }))
     }
 
     /// Returns a typed handle on a column family.
@@ -94,12 +109,18 @@ impl Db {
         Ok(Table::new(self.clone(), name))
     }
 
-    /// Applies a batch atomically and durably (per `sync_writes`).
+    /// Applies a batch atomically and durably (per `sync_writes`). Inside a [`SyncScope`] the
+    /// batch is durable only once the scope is committed.
     pub fn write(&self, batch: Batch) -> Result<(), StorageError> {
         if let Some(name) = batch.missing_table() {
             return Err(StorageError::UnknownTable(name));
         }
-        self.inner.write_opt(batch.into_inner(), &self.write_options)?;
+        if self.sync_writes && durability::GroupSync::deferring() {
+            self.inner.write_opt(batch.into_inner(), &self.deferred_options)?;
+            self.group_sync.written();
+        } else {
+            self.inner.write_opt(batch.into_inner(), &self.write_options)?;
+        }
         Ok(())
     }
 

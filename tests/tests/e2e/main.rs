@@ -12,6 +12,7 @@ mod authorization;
 mod bad_input;
 mod crash;
 mod e2ee;
+mod federation_transport;
 mod limits;
 mod media;
 mod ops;

@@ -157,10 +157,10 @@ pub async fn set_visibility(
 }
 
 /// A page of the directory: entries, next and previous tokens, total count.
-type DirectoryPage = (Vec<PublicRoomsChunk>, Option<String>, Option<String>, UInt);
+pub(crate) type DirectoryPage = (Vec<PublicRoomsChunk>, Option<String>, Option<String>, UInt);
 
 /// The directory, filtered and paginated (`since` is an offset).
-fn directory_page(
+pub(crate) fn directory_page(
     services: &Services,
     limit: Option<UInt>,
     since: Option<&str>,

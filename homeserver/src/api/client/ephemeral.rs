@@ -42,6 +42,7 @@ pub async fn typing(
         _ => None,
     };
     services.ephemeral.set_typing(&req.body.room_id, user, timeout, &members)?;
+    services.federate_typing(&req.body.room_id, user, timeout.is_some());
     if let Some(edu) = services.ephemeral.typing_since(&req.body.room_id, 0) {
         services.appservice_ephemeral(&req.body.room_id, &edu);
     }
@@ -93,6 +94,7 @@ fn store_receipt(
             "content": { event_id.as_str(): { kind: { user.as_str(): receipt } } },
         });
         services.appservice_ephemeral(room_id, &edu);
+        services.federate_receipt(room_id, user, event_id, thread, ts);
     }
     services.ephemeral.set_receipt(
         room_id,

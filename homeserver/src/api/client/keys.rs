@@ -5,7 +5,7 @@
 //! checks what it can (device self-signatures, cross-signing chains) and refuses keys that claim
 //! another user or device; it never sees a private key.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys,
@@ -49,6 +49,9 @@ pub async fn upload(
         )?;
         // A bridge's device learns its new key counts from the next transaction.
         services.appservice_device_event(user, device);
+        if body.device_keys.is_some() {
+            services.federate_device_change(user, device, false);
+        }
         Ok(upload_keys::v3::Response::new(services.keys.one_time_key_counts(user, device)?))
     })
     .await
@@ -62,7 +65,24 @@ pub async fn query(
     let users = req.body.device_keys.len();
     let limit = services.config.limits.max_keys_query_users;
     limits::at_most(users, limit, "users in device_keys", "max_keys_query_users")?;
-    blocking(move || Ok(services.query_keys(&req.auth.user_id, &req.body.device_keys)?)).await
+    if !services.federation_enabled() {
+        return blocking(move || Ok(services.query_keys(&req.auth.user_id, &req.body.device_keys)?))
+            .await;
+    }
+    // Remote users are asked of their servers, all at once, after the local answer.
+    let own = services.globals.server_name.clone();
+    let local: BTreeMap<_, _> = req
+        .body
+        .device_keys
+        .iter()
+        .filter(|(user, _)| user.server_name() == own)
+        .map(|(user, devices)| (user.clone(), devices.clone()))
+        .collect();
+    let s = services.clone();
+    let requester = req.auth.user_id.clone();
+    let mut response = blocking(move || Ok(s.query_keys(&requester, &local)?)).await?;
+    services.query_remote_keys(&req.body.device_keys, req.body.timeout, &mut response).await;
+    Ok(response)
 }
 
 /// `POST /_matrix/client/v3/keys/claim`: one key per device, never the same one-time key twice.
@@ -73,17 +93,31 @@ pub async fn claim(
     let devices = req.body.one_time_keys.values().map(|devices| devices.len()).sum();
     let limit = services.config.limits.max_keys_claim_devices;
     limits::at_most(devices, limit, "devices in one_time_keys", "max_keys_claim_devices")?;
-    blocking(move || {
-        let claimed = services.claim_keys(&req.body.one_time_keys)?;
+    let federates = services.federation_enabled();
+    let own = services.globals.server_name.clone();
+    let wanted: BTreeMap<_, _> = req
+        .body
+        .one_time_keys
+        .iter()
+        .filter(|(user, _)| !federates || user.server_name() == own)
+        .map(|(user, devices)| (user.clone(), devices.clone()))
+        .collect();
+    let s = services.clone();
+    let mut claimed = blocking(move || {
+        let claimed = s.claim_keys(&wanted)?;
         // A claimed key lowers a count that a bridge's device must hear of, to upload more.
-        for (user, devices) in &req.body.one_time_keys {
+        for (user, devices) in &wanted {
             for device in devices.keys() {
-                services.appservice_device_event(user, device);
+                s.appservice_device_event(user, device);
             }
         }
         Ok(claimed)
     })
-    .await
+    .await?;
+    if federates {
+        services.claim_remote_keys(&req.body.one_time_keys, req.body.timeout, &mut claimed).await;
+    }
+    Ok(claimed)
 }
 
 /// `GET /_matrix/client/v3/keys/changes?from=&to=`: users whose device lists changed between
@@ -129,6 +163,7 @@ pub async fn upload_signing_keys(
         }
         let audience = services.key_audience(user)?;
         services.keys.store_signing_keys(user, checked, &audience)?;
+        services.federate_signing_keys(user);
         Ok(upload_signing_keys::v3::Response::new())
     })
     .await
@@ -152,6 +187,16 @@ pub async fn upload_signatures(
                     services.keys.add_signatures(caller, target, key_id, signed, &audience)
                 };
                 let error = match result {
+                    Ok(()) if target == caller => {
+                        // Signatures on one's own keys are public: other servers hear of them.
+                        match services.accounts.device(caller, key_id.into())? {
+                            Some(_) => {
+                                services.federate_device_change(caller, key_id.into(), false)
+                            }
+                            None => services.federate_signing_keys(caller),
+                        }
+                        continue;
+                    }
                     Ok(()) => continue,
                     Err(KeyError::Storage(e)) => return Err(e.into()),
                     Err(e) => e,

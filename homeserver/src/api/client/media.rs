@@ -153,7 +153,7 @@ pub async fn legacy_config(
 }
 
 /// `inline` for the spec's safe types, `attachment` for anything a browser could run.
-fn disposition(content: &Content, filename: Option<String>) -> ContentDisposition {
+pub(crate) fn disposition(content: &Content, filename: Option<String>) -> ContentDisposition {
     let kind = if content_type::is_inline_safe(&content.content_type) {
         ContentDispositionType::Inline
     } else {
@@ -223,7 +223,7 @@ pub async fn legacy_download_as(
 }
 
 /// The thumbnail request, checked: positive dimensions and a known method (default `scale`).
-fn thumbnail_request(
+pub(crate) fn thumbnail_request(
     width: UInt,
     height: UInt,
     method: Option<&RumaMethod>,
@@ -246,7 +246,7 @@ fn thumbnail_request(
     Ok(ThumbnailRequest { width, height, method, animated: animated.unwrap_or(false) })
 }
 
-fn thumbnail_disposition(content: &Content) -> ContentDisposition {
+pub(crate) fn thumbnail_disposition(content: &Content) -> ContentDisposition {
     ContentDisposition::new(ContentDispositionType::Inline).with_filename(content.filename.clone())
 }
 

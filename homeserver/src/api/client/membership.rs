@@ -64,6 +64,7 @@ async fn enter_room(
     target: ruma::OwnedRoomOrAliasId,
     reason: Option<String>,
     entry: Entry,
+    via: Vec<ruma::OwnedServerName>,
 ) -> ApiResult<OwnedRoomId> {
     services.rate_limits.check(
         crate::service::rate_limit::Action::Join,
@@ -71,7 +72,29 @@ async fn enter_room(
         client_ip,
     )?;
     let user = session.user_id.clone();
+    let mut via = via;
+    let mut target = target;
+    if let Ok(alias) = <&ruma::RoomAliasId>::try_from(&*target)
+        && alias.server_name() != services.config.server_name
+        && services.config.federation.enabled
+    {
+        // An alias of another server: that server says which room it names.
+        let request =
+            ruma::api::federation::query::get_room_information::v1::Request::new(alias.to_owned());
+        let answer = services.federation.client.send(alias.server_name(), request).await?;
+        via.push(alias.server_name().to_owned());
+        via.extend(answer.servers);
+        target = answer.room_id.into();
+    }
     let room_id = check_entry_policy(&services, &user, &target, entry).await?;
+    if matches!(entry, Entry::Join)
+        && services.config.federation.enabled
+        && !services.rooms.exists(&room_id)?
+    {
+        // A room of other servers: join through one of them.
+        let servers = services.join_candidates(&room_id, &user, &via)?;
+        return Ok(services.join_remote(&user, &room_id, &servers, reason.as_deref()).await?);
+    }
     blocking(move || match entry {
         Entry::Join => services.join(&room_id, &user, reason.as_deref()).map_err(join_error),
         Entry::Knock => {
@@ -115,9 +138,16 @@ pub async fn join_by_id(
 ) -> ApiResult<join_room_by_id::v3::Response> {
     let target = req.body.room_id.clone().into();
     let reason = req.body.reason.clone();
-    let room_id =
-        enter_room(services, &req.auth, req.client_ip.as_deref(), target, reason, Entry::Join)
-            .await?;
+    let room_id = enter_room(
+        services,
+        &req.auth,
+        req.client_ip.as_deref(),
+        target,
+        reason,
+        Entry::Join,
+        Vec::new(),
+    )
+    .await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
@@ -128,8 +158,9 @@ pub async fn join_by_id_or_alias(
 ) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
     let target = req.body.room_id_or_alias.clone();
     let reason = req.body.reason.clone();
+    let via = req.body.via.clone();
     let room_id =
-        enter_room(services, &req.auth, req.client_ip.as_deref(), target, reason, Entry::Join)
+        enter_room(services, &req.auth, req.client_ip.as_deref(), target, reason, Entry::Join, via)
             .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
@@ -141,9 +172,16 @@ pub async fn knock(
 ) -> ApiResult<knock_room::v3::Response> {
     let target = req.body.room_id_or_alias.clone();
     let reason = req.body.reason.clone();
-    let room_id =
-        enter_room(services, &req.auth, req.client_ip.as_deref(), target, reason, Entry::Knock)
-            .await?;
+    let room_id = enter_room(
+        services,
+        &req.auth,
+        req.client_ip.as_deref(),
+        target,
+        reason,
+        Entry::Knock,
+        req.body.via.clone(),
+    )
+    .await?;
     Ok(knock_room::v3::Response::new(room_id))
 }
 
@@ -187,6 +225,10 @@ pub async fn invite(
     }
     let sender = req.auth.user_id.clone();
     services.policy_checks.user_may_invite(&sender, &invitee, &req.body.room_id).await?;
+    if invitee.server_name() != services.config.server_name && services.config.federation.enabled {
+        services.invite_remote(&sender, &req.body.room_id, &invitee, reason.as_deref()).await?;
+        return Ok(invite_user::v3::Response::new());
+    }
     blocking(move || {
         services.rooms.invite(&req.body.room_id, &sender, &invitee, reason.as_deref(), false)?;
         Ok(())
@@ -201,6 +243,17 @@ pub async fn leave(
     req: Ruma<leave_room::v3::Request>,
 ) -> ApiResult<leave_room::v3::Response> {
     let user = req.auth.user_id.clone();
+    if services.config.federation.enabled
+        && !services.rooms.exists(&req.body.room_id)?
+        && services
+            .rooms
+            .membership(&req.body.room_id, &user)?
+            .is_some_and(|m| m.membership == MembershipState::Invite)
+    {
+        // An invite to another server's room: rejected through the inviting server.
+        services.leave_remote(&user, &req.body.room_id, req.body.reason.as_deref()).await?;
+        return Ok(leave_room::v3::Response::new());
+    }
     blocking(move || {
         match services.rooms.membership(&req.body.room_id, &user)? {
             Some(entry)

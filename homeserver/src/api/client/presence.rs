@@ -27,12 +27,17 @@ pub async fn set(
         return Err(ApiError::InvalidParam("status messages are limited to 1024 bytes".into()));
     }
     let audience = audience(&services, &req.auth.user_id)?;
+    let before = services.presence.get(&req.auth.user_id).map(|p| p.count);
     services.presence.set(
         &req.auth.user_id,
         req.body.presence.clone(),
         req.body.status_msg.clone(),
         &audience,
     )?;
+    // Other servers hear of changes only, as local syncs do.
+    if services.presence.get(&req.auth.user_id).map(|p| p.count) != before {
+        services.federate_presence(&req.auth.user_id);
+    }
     Ok(set_presence::v3::Response::new())
 }
 

@@ -1,9 +1,11 @@
-//! Profiles: display name and avatar, propagated to the user's member events.
+//! Profiles: display name and avatar, propagated to the user's member events. Other servers'
+//! users' profiles are asked of their server (`query/profile`) when this one federates.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
     OwnedMxcUri,
+    profile::ProfileFieldName,
     api::client::profile::{
         get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
     },
@@ -32,11 +34,30 @@ fn owner_only(user: &ruma::UserId, target: &ruma::UserId) -> ApiResult<()> {
     }
 }
 
+/// A remote user's profile (or one field of it) from their server, when this one federates.
+async fn remote_profile(
+    services: &Services,
+    user: &ruma::UserId,
+    field: Option<ProfileFieldName>,
+) -> ApiResult<Option<BTreeMap<String, serde_json::Value>>> {
+    if user.server_name() == services.globals.server_name || !services.federation_enabled() {
+        return Ok(None);
+    }
+    Ok(Some(services.remote_profile(user, field).await?))
+}
+
 /// `GET /_matrix/client/v3/profile/{userId}`
 pub async fn get(
     services: Arc<Services>,
     req: Ruma<get_profile::v3::Request>,
 ) -> ApiResult<get_profile::v3::Response> {
+    if let Some(profile) = remote_profile(&services, &req.body.user_id, None).await? {
+        let mut response = get_profile::v3::Response::new();
+        for (field, value) in profile {
+            response.set(field, value);
+        }
+        return Ok(response);
+    }
     services.provision_appservice_user(&req.body.user_id).await?;
     let account = account(&services, &req.body.user_id)?;
     let mut response = get_profile::v3::Response::new();
@@ -54,6 +75,13 @@ pub async fn get_displayname(
     services: Arc<Services>,
     req: Ruma<get_display_name::v3::Request>,
 ) -> ApiResult<get_display_name::v3::Response> {
+    let field = Some(ProfileFieldName::DisplayName);
+    if let Some(profile) = remote_profile(&services, &req.body.user_id, field).await? {
+        let mut response = get_display_name::v3::Response::new(None);
+        response.displayname =
+            profile.get("displayname").and_then(|v| v.as_str()).map(str::to_owned);
+        return Ok(response);
+    }
     let account = account(&services, &req.body.user_id)?;
     let mut response = get_display_name::v3::Response::new(None);
     response.displayname = account.displayname;
@@ -82,6 +110,13 @@ pub async fn get_avatar(
     services: Arc<Services>,
     req: Ruma<get_avatar_url::v3::Request>,
 ) -> ApiResult<get_avatar_url::v3::Response> {
+    let field = Some(ProfileFieldName::AvatarUrl);
+    if let Some(profile) = remote_profile(&services, &req.body.user_id, field).await? {
+        let mut response = get_avatar_url::v3::Response::new(None);
+        response.avatar_url =
+            profile.get("avatar_url").and_then(|v| v.as_str()).map(OwnedMxcUri::from);
+        return Ok(response);
+    }
     let account = account(&services, &req.body.user_id)?;
     let mut response = get_avatar_url::v3::Response::new(None);
     response.avatar_url = account.avatar_url.map(OwnedMxcUri::from);

@@ -74,7 +74,11 @@ async fn sync_response(
     };
     if body.set_presence != PresenceState::Offline {
         let audience = Vec::new();
+        let before = services.presence.get(&session.user_id).map(|p| p.count);
         services.presence.set(&session.user_id, body.set_presence.clone(), None, &audience)?;
+        if services.presence.get(&session.user_id).map(|p| p.count) != before {
+            services.federate_presence(&session.user_id);
+        }
     }
     let request = Arc::new(SyncRequest {
         user: session.user_id.clone(),

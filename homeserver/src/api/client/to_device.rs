@@ -3,11 +3,17 @@
 //! Spec: <https://spec.matrix.org/latest/client-server-api/#put_matrixclientv3sendtodeviceeventtypetxnid>.
 //! Queues the messages in the recipients' device inboxes; `*` means every device of the user.
 //! A transaction ID is used once per sending device, so a retried request sends nothing twice.
-//! Messages to remote users are dropped until federation exists.
+//! Messages to remote users go to their servers in `m.direct_to_device` EDUs.
 
 use std::sync::Arc;
 
-use ruma::{api::client::to_device::send_event_to_device, to_device::DeviceIdOrAllDevices};
+use ruma::{
+    api::{
+        client::to_device::send_event_to_device,
+        federation::transactions::edu::DirectDeviceMessages,
+    },
+    to_device::DeviceIdOrAllDevices,
+};
 use serde_json::Value;
 
 use super::membership::blocking;
@@ -42,13 +48,29 @@ pub async fn send(
             for (user, device) in devices {
                 services.appservice_device_event(&user, &device);
             }
+            let remote: DirectDeviceMessages = req
+                .body
+                .messages
+                .iter()
+                .filter(|(user, _)| user.server_name() != services.globals.server_name)
+                .map(|(user, targets)| (user.clone(), targets.clone()))
+                .collect();
+            if !remote.is_empty() {
+                services.federate_to_device(
+                    &req.auth.user_id,
+                    &req.auth.device_id,
+                    req.body.txn_id.as_str(),
+                    &req.body.event_type.to_string(),
+                    remote,
+                );
+            }
         }
         Ok(send_event_to_device::v3::Response::new())
     })
     .await
 }
 
-/// One message per existing local recipient device.
+/// One message per existing local recipient device (remote users are sent theirs apart).
 fn recipients(
     services: &Services,
     messages: &send_event_to_device::v3::Messages,
@@ -56,7 +78,6 @@ fn recipients(
     let mut out = Vec::new();
     for (user, targets) in messages {
         if user.server_name() != services.globals.server_name {
-            tracing::debug!(%user, "dropping a to-device message for a remote user");
             continue;
         }
         for (target, content) in targets {

@@ -1,9 +1,21 @@
-//! The Server-Server API endpoints that exist: this server's keys, version and delegation.
+//! The Server-Server API endpoints (`docs/federation.md`). Requests of type
+//! `ServerSignatures` are authenticated by [`auth`]: the handler's `Ruma<T>.auth` is the verified
+//! origin server.
+
+pub mod auth;
+pub mod directory;
+pub mod events;
+pub mod keys;
+pub mod media;
+pub mod membership;
+pub mod query;
+pub mod send;
+pub mod user_keys;
 
 use std::sync::Arc;
 
 use axum::Router;
-use ruma::api::federation::discovery::{discover_homeserver, get_server_keys, get_server_version};
+use ruma::api::federation::discovery::{discover_homeserver, get_server_version};
 
 use super::{
     error::{ApiError, ApiResult},
@@ -13,16 +25,34 @@ use crate::service::Services;
 
 /// The federation routes.
 pub fn routes() -> Router<Arc<Services>> {
-    Router::new().ruma_route(server_keys).ruma_route(version).ruma_route(well_known_server)
-}
-
-/// `GET /_matrix/key/v2/server`
-async fn server_keys(
-    services: Arc<Services>,
-    _: Ruma<get_server_keys::v2::Request>,
-) -> ApiResult<get_server_keys::v2::Response> {
-    let keys = services.server_keys().map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(get_server_keys::v2::Response::new(keys))
+    Router::new()
+        .ruma_route(keys::server_keys)
+        .ruma_route(keys::query_keys)
+        .ruma_route(keys::query_keys_batch)
+        .ruma_route(send::send_transaction)
+        .ruma_route(membership::make_join)
+        .ruma_route(membership::send_join)
+        .ruma_route(membership::make_leave)
+        .ruma_route(membership::send_leave)
+        .ruma_route(membership::invite)
+        .ruma_route(events::event)
+        .ruma_route(events::state)
+        .ruma_route(events::state_ids)
+        .ruma_route(events::event_auth)
+        .ruma_route(events::backfill)
+        .ruma_route(events::missing_events)
+        .ruma_route(query::profile)
+        .ruma_route(query::directory)
+        .ruma_route(user_keys::devices)
+        .ruma_route(user_keys::query)
+        .ruma_route(user_keys::claim)
+        .ruma_route(directory::public_rooms)
+        .ruma_route(directory::public_rooms_filtered)
+        .ruma_route(directory::hierarchy)
+        .ruma_route(media::download)
+        .ruma_route(media::thumbnail)
+        .ruma_route(version)
+        .ruma_route(well_known_server)
 }
 
 /// `GET /_matrix/federation/v1/version`

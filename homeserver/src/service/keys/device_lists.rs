@@ -113,6 +113,8 @@ impl Services {
     /// its owner that the owner's device list changed. Call it after deleting the device.
     pub fn remove_device_keys(&self, user: &UserId, device: &DeviceId) -> Result<(), StorageError> {
         let audience = self.key_audience(user)?;
-        self.keys.remove_device(user, device, &audience)
+        self.keys.remove_device(user, device, &audience)?;
+        self.federate_device_change(user, device, true);
+        Ok(())
     }
 }

@@ -142,6 +142,16 @@ impl Keys {
         Ok(())
     }
 
+    /// Records that a remote user's devices or cross-signing keys changed (their server sent a
+    /// device-list or signing-key update) and wakes `wake`, the users who share a room with them.
+    pub fn remote_keys_changed(
+        &self,
+        user: &UserId,
+        wake: &[OwnedUserId],
+    ) -> Result<(), StorageError> {
+        self.write_with_change(user, Batch::default(), wake)
+    }
+
     /// Writes `batch` together with a change of `target`'s keys that only `viewer` sees.
     fn write_with_private_change(
         &self,

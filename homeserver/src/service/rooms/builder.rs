@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use parking_lot::MutexGuard;
+
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedDeviceId,
     OwnedEventId, OwnedRoomId, OwnedTransactionId, RoomVersionId, UserId,
@@ -86,9 +88,12 @@ impl Rooms {
         transaction: Option<(OwnedDeviceId, OwnedTransactionId)>,
     ) -> Result<Arc<PduEvent>, RoomError> {
         let lock = self.room_lock(room_id);
-        let _guard = lock.lock();
+        let guard = lock.lock();
         let (shortroomid, meta) = self.require_meta(room_id)?;
-        self.build_and_store(Target::Existing { shortroomid, meta }, sender, template, transaction)
+        // The room lock is released once the event is written, before the wait for its fsync:
+        // the room's next event is built while this one reaches the disk (group commit).
+        let target = Target::Existing { shortroomid, meta };
+        self.build_and_store_unlocking(target, sender, template, transaction, Some(guard))
     }
 
     /// The event a transaction ID of a device produced in a room, for idempotent retries.
@@ -100,7 +105,12 @@ impl Rooms {
         device: &ruma::DeviceId,
         txn_id: &ruma::TransactionId,
     ) -> Result<Option<OwnedEventId>, RoomError> {
-        Ok(self.txns.get(&transaction_key(room_id, sender, device, txn_id))?)
+        let event = self.txns.get(&transaction_key(room_id, sender, device, txn_id))?;
+        if event.is_some() {
+            // The first attempt may still be waiting for its fsync: answer once it is durable.
+            self.pdus.db().wait_deferred_writes()?;
+        }
+        Ok(event)
     }
 
     pub(super) fn build_and_store(
@@ -109,6 +119,19 @@ impl Rooms {
         sender: &UserId,
         template: PduTemplate,
         transaction: Option<(OwnedDeviceId, OwnedTransactionId)>,
+    ) -> Result<Arc<PduEvent>, RoomError> {
+        self.build_and_store_unlocking(target, sender, template, transaction, None)
+    }
+
+    /// [`Rooms::build_and_store`], releasing `room_guard` (the caller's room lock) as soon as the
+    /// event is written and the room's caches are updated, before waiting for the fsync.
+    fn build_and_store_unlocking(
+        &self,
+        target: Target,
+        sender: &UserId,
+        template: PduTemplate,
+        transaction: Option<(OwnedDeviceId, OwnedTransactionId)>,
+        room_guard: Option<MutexGuard<'_, ()>>,
     ) -> Result<Arc<PduEvent>, RoomError> {
         let (existing, meta) = match target {
             Target::Existing { shortroomid, meta } => (Some(shortroomid), meta),
@@ -166,6 +189,7 @@ impl Rooms {
             replaces_state: None,
             transaction,
             redacted_by: None,
+            relay: false,
             json,
         })?;
         self.authorize(&pdu, &state, &rules)?;
@@ -221,25 +245,33 @@ impl Rooms {
         self.queue_relation(&mut batch, &pdu, count, shorteventid)?;
         let redacted = self.queue_redaction(&mut batch, &pdu, &rules)?;
 
+        // Group commit: the event and what the hooks derive from it go to the WAL without an
+        // fsync each; one shared fsync covers them after the room lock is released.
+        let durable = self.pdus.db().defer_sync();
         self.pdus.db().write(batch)?;
         if membership_target.is_some() {
             self.membership_changed(&room_id);
         }
         self.run_event_hooks(&pdu);
-        drop(pending);
-
         self.meta_cache.lock().insert(room_id.clone(), (shortroomid, new_meta));
         self.pdu_cache.lock().put(shorteventid, pdu.clone());
         if let Some(short) = redacted {
             self.pdu_cache.lock().pop(&short);
         }
+        drop(room_guard);
+        // Only a durable event becomes visible to /sync, wakes anyone or is acknowledged.
+        durable.commit()?;
+        drop(pending);
+
         let mut wake = self.joined_members(&room_id)?;
         wake.extend(membership_target);
         self.notifier.notify(wake.iter().map(|u| &**u), count);
         Ok(pdu)
     }
 
-    fn build_object(
+    /// The unsigned event: what `make_join` returns, and what this server signs for its own
+    /// users' events.
+    pub(super) fn event_skeleton(
         &self,
         meta: &RoomMeta,
         state: &StateMap,
@@ -247,7 +279,7 @@ impl Rooms {
         template: &PduTemplate,
         rules: &RoomVersionRules,
         is_create: bool,
-    ) -> Result<(CanonicalJsonObject, OwnedEventId, OwnedRoomId), RoomError> {
+    ) -> Result<CanonicalJsonObject, RoomError> {
         let content_raw =
             to_raw_value(&template.content).map_err(|e| RoomError::BadRequest(e.to_string()))?;
         let auth_types = auth_types_for_event(
@@ -310,7 +342,20 @@ impl Rooms {
         if !derived_room_id {
             object.insert("room_id".into(), CanonicalJsonValue::String(meta.room_id.to_string()));
         }
+        Ok(object)
+    }
 
+    fn build_object(
+        &self,
+        meta: &RoomMeta,
+        state: &StateMap,
+        sender: &UserId,
+        template: &PduTemplate,
+        rules: &RoomVersionRules,
+        is_create: bool,
+    ) -> Result<(CanonicalJsonObject, OwnedEventId, OwnedRoomId), RoomError> {
+        let mut object = self.event_skeleton(meta, state, sender, template, rules, is_create)?;
+        let derived_room_id = is_create && rules.authorization.room_create_event_id_as_room_id;
         hash_and_sign_event(
             self.globals.server_name.as_str(),
             self.globals.keypair(),
@@ -407,7 +452,7 @@ impl Rooms {
         }
     }
 
-    fn queue_membership(
+    pub(super) fn queue_membership(
         &self,
         batch: &mut Batch,
         pdu: &PduEvent,
@@ -443,7 +488,7 @@ impl Rooms {
         Ok(Some(target))
     }
 
-    fn queue_relation(
+    pub(super) fn queue_relation(
         &self,
         batch: &mut Batch,
         pdu: &PduEvent,
@@ -469,7 +514,7 @@ impl Rooms {
     }
 
     /// Applies a redaction to the stored copy of its target; returns the target's short ID.
-    fn queue_redaction(
+    pub(super) fn queue_redaction(
         &self,
         batch: &mut Batch,
         pdu: &PduEvent,

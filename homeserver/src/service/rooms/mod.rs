@@ -7,6 +7,8 @@ pub mod hook;
 pub mod membership;
 pub mod pdu;
 pub mod power;
+pub mod remote;
+mod resolve;
 pub mod short;
 pub mod state;
 pub mod timeline;

@@ -56,6 +56,10 @@ pub struct StoredPdu {
     pub transaction: Option<(OwnedDeviceId, OwnedTransactionId)>,
     /// Set once the event is redacted: the redaction's event ID.
     pub redacted_by: Option<OwnedEventId>,
+    /// Set for an event another server joined (or knocked, or left) through this one: this
+    /// server passes it on to the other servers of the room, as it does its own users' events.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
     /// The signed PDU as sent over federation (redacted once redacted).
     pub json: Box<RawJsonValue>,
 }

@@ -1,0 +1,142 @@
+//! Federation transport between real servers over TLS: keys fetched across servers and through
+//! the notary endpoint, `X-Matrix` signatures checked (unsigned, forged, misdirected and tampered
+//! requests refused with 401), and the closed-federation allow-list (403 both ways).
+
+use relais_tests::{
+    TestServer, enc,
+    federation::{FederatedServer, ScriptedServer, free_port, send_raw, start_federation},
+};
+use reqwest::Method;
+use serde_json::json;
+
+/// A signed-only endpoint that needs no room: a profile query about a user of `server`.
+fn profile_path(server: &FederatedServer) -> String {
+    let user = format!("@nobody:{}", server.server_name);
+    format!("/_matrix/federation/v1/query/profile?user_id={}&field=displayname", enc(&user))
+}
+
+#[tokio::test]
+async fn keys_are_fetched_across_servers_and_notarised() {
+    let servers = start_federation(2);
+    let (a, b) = (&servers[0], &servers[1]);
+    // B's TLS listener serves the federation routes.
+    let version =
+        send_raw(&b.federation_url, Method::GET, "/_matrix/federation/v1/version", None, None)
+            .await
+            .ok();
+    assert_eq!(version["server"]["name"], "Relais");
+    // A fetches B's keys over TLS and answers as a notary, with both signatures.
+    let reply = a.client().get(&format!("/_matrix/key/v2/query/{}", b.server_name)).await.ok();
+    let keys = reply["server_keys"].as_array().expect("server_keys");
+    assert_eq!(keys.len(), 1, "{reply}");
+    assert_eq!(keys[0]["server_name"], b.server_name.as_str());
+    let signatures = keys[0]["signatures"].as_object().expect("signatures");
+    assert!(signatures.contains_key(&b.server_name), "{reply}");
+    assert!(signatures.contains_key(&a.server_name), "{reply}");
+    // The batch form answers the same, from A's store.
+    let batch = a
+        .client()
+        .post("/_matrix/key/v2/query", json!({ "server_keys": { b.server_name.clone(): {} } }))
+        .await
+        .ok();
+    assert_eq!(batch["server_keys"][0]["server_name"], b.server_name.as_str(), "{batch}");
+    // A notary query about A itself answers A's own keys.
+    let own = a.client().get(&format!("/_matrix/key/v2/query/{}", a.server_name)).await.ok();
+    assert_eq!(own["server_keys"][0]["server_name"], a.server_name.as_str(), "{own}");
+}
+
+#[tokio::test]
+async fn signed_requests_are_verified() {
+    let a = FederatedServer::start(&[]);
+    let scripted = ScriptedServer::start().await;
+    let path = profile_path(&a);
+    // A signed request passes authentication (the user is unknown: not a 401 or 403).
+    let reply = scripted.request(&a, Method::GET, &path, None).await;
+    assert!(![401, 403].contains(&reply.status), "signed request refused: {reply:?}");
+    // A signed request with a JSON body.
+    let body = json!({ "device_keys": {} });
+    let reply = scripted
+        .request(&a, Method::POST, "/_matrix/federation/v1/user/keys/query", Some(body))
+        .await;
+    assert!(![401, 403].contains(&reply.status), "signed request with body refused: {reply:?}");
+    // Unsigned.
+    send_raw(&a.federation_url, Method::GET, &path, None, None).await.err(401, "M_UNAUTHORIZED");
+    // Signed with a key that is not the origin's.
+    let forged = scripted.forged_x_matrix(&a.server_name, &Method::GET, &path, None);
+    send_raw(&a.federation_url, Method::GET, &path, None, Some(&forged))
+        .await
+        .err(401, "M_UNAUTHORIZED");
+    // Signed for another destination.
+    let misdirected = scripted.x_matrix("localhost:1", &Method::GET, &path, None);
+    send_raw(&a.federation_url, Method::GET, &path, None, Some(&misdirected))
+        .await
+        .err(401, "M_UNAUTHORIZED");
+    // Signed for another path.
+    let other =
+        scripted.x_matrix(&a.server_name, &Method::GET, "/_matrix/federation/v1/version", None);
+    send_raw(&a.federation_url, Method::GET, &path, None, Some(&other))
+        .await
+        .err(401, "M_UNAUTHORIZED");
+    // Signed over another body.
+    let signed_body = json!({ "device_keys": {} });
+    let sent_body = json!({ "device_keys": { "@x:localhost": [] } });
+    let keys_path = "/_matrix/federation/v1/user/keys/query";
+    let header = scripted.x_matrix(&a.server_name, &Method::POST, keys_path, Some(&signed_body));
+    send_raw(&a.federation_url, Method::POST, keys_path, Some(&sent_body), Some(&header))
+        .await
+        .err(401, "M_UNAUTHORIZED");
+    // Garbage in the header.
+    send_raw(&a.federation_url, Method::GET, &path, None, Some("X-Matrix origin=x"))
+        .await
+        .err(401, "M_UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn only_partners_are_served_and_asked() {
+    let (port_a, port_b) = (free_port(), free_port());
+    let name_b = format!("localhost:{port_b}");
+    let name_a = format!("localhost:{port_a}");
+    let a = FederatedServer::start_on(
+        port_a,
+        &[("RELAIS_FEDERATION__ALLOWED_SERVERS", &format!("[\"{name_b}\"]"))],
+    );
+    let b = FederatedServer::start_on(
+        port_b,
+        &[("RELAIS_FEDERATION__ALLOWED_SERVERS", &format!("[\"{name_a}\"]"))],
+    );
+    let stranger = ScriptedServer::start().await;
+    // A stranger's signed request is refused before its key is even fetched.
+    let reply = stranger.request(&a, Method::GET, &profile_path(&a), None).await;
+    let body = reply.err(403, "M_FORBIDDEN");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("not a partner"), "{body}");
+    // A does not ask strangers (here: for their keys), but asks its partner.
+    let body = a
+        .client()
+        .get(&format!("/_matrix/key/v2/query/{}", stranger.server_name))
+        .await
+        .err(403, "M_FORBIDDEN");
+    assert!(body["error"].as_str().unwrap_or_default().contains("not a partner"), "{body}");
+    let reply = a.client().get(&format!("/_matrix/key/v2/query/{}", b.server_name)).await.ok();
+    assert_eq!(reply["server_keys"][0]["server_name"], b.server_name.as_str(), "{reply}");
+}
+
+#[tokio::test]
+async fn a_server_without_federation_refuses_signed_requests() {
+    let server = TestServer::start();
+    let scripted = ScriptedServer::start().await;
+    let path =
+        "/_matrix/federation/v1/query/profile?user_id=%40nobody%3Alocalhost&field=displayname";
+    let header = scripted.x_matrix("localhost", &Method::GET, path, None);
+    let reply = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .header("Authorization", header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 403);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["errcode"], "M_FORBIDDEN", "{body}");
+    // Its own keys are still served.
+    server.client().get("/_matrix/key/v2/server").await.ok();
+}
