@@ -26,9 +26,7 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Value> {
         report["fanout"] = fanout(options, &users, base).await?;
     }
     if options.runs("spread") {
-        let mark = CpuMark::now(pid);
         report["spread"] = spread(options, &users[..options.senders]).await?;
-        mark.record(pid, &mut report["spread"]);
     }
     if options.runs("create") {
         let mark = CpuMark::now(pid);
@@ -173,6 +171,7 @@ async fn spread(options: &Options, senders: &[User]) -> anyhow::Result<Value> {
     for sender in &senders[1..] {
         try_join_all(rooms.iter().map(|r| sender.join(r))).await?;
     }
+    let mark = CpuMark::now(options.pid);
     let started = Instant::now();
     let sends = try_join_all(senders.iter().enumerate().map(|(s, user)| {
         let rooms = rooms.clone();
@@ -189,12 +188,14 @@ async fn spread(options: &Options, senders: &[User]) -> anyhow::Result<Value> {
     let elapsed = started.elapsed();
     let send: Samples = sends.into_iter().collect();
     let total = senders.len() * options.messages;
-    Ok(json!({
+    let mut report = json!({
         "rooms": options.rooms,
         "messages": total,
         "messages_per_s": round(total as f64 / elapsed.as_secs_f64()),
         "send_latency": send.summary(),
-    }))
+    });
+    mark.record(options.pid, &mut report);
+    Ok(report)
 }
 
 /// Room creation, ten at a time.

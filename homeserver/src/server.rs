@@ -43,6 +43,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
     let local = listener.local_addr()?;
     let _ = services.bound_addr.set(local);
+    // Bound before the line below, so that whoever reads it can already connect to both.
+    let tls_listener = federation_listener(&config).await?;
     // Tests and scripts read this line to find the port when `listen.port` is 0.
     println!("relais listening on http://{local}");
     tracing::info!(server_name = %config.server_name, %local, "relais started");
@@ -61,7 +63,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             let _ = stop_rx.changed().await;
         }
     };
-    let federation = match federation_listener(&config).await? {
+    let federation = match tls_listener {
         Some((listener, acceptor)) => {
             let (app, limits, stopped) = (app.clone(), config.limits.clone(), stopped());
             Some(tokio::spawn(async move {

@@ -164,6 +164,22 @@ impl TestServer {
         self.spawn();
     }
 
+    /// Stops the server with SIGKILL and leaves it down (a server that is offline for a while);
+    /// [`TestServer::resume`] starts it again on the same data.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// Starts a server stopped by [`TestServer::kill`] again.
+    pub fn resume(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
+    }
+
     /// Stops the server with SIGTERM (graceful) and starts it again on the same data.
     pub fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -305,6 +321,11 @@ impl Client {
             .ok();
         self.token = Some(body["access_token"].as_str().expect("access token").to_owned());
         body
+    }
+
+    /// The same session against `server` (a restarted server listens on a new port).
+    pub fn reconnect(&self, server: &TestServer) -> Client {
+        Client { http: self.http.clone(), url: server.url.clone(), token: self.token.clone() }
     }
 
     /// This client's user ID.

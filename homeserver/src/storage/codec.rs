@@ -57,39 +57,38 @@ impl KeyPart for u64 {
 
 /// Appends a string component (escaped, terminated).
 pub fn encode_str(s: &str, out: &mut Vec<u8>) {
-    for &b in s.as_bytes() {
-        out.push(b);
-        if b == TERMINATOR {
-            out.push(ESCAPE);
-        }
+    // Copies runs without a terminator byte in one go: keys are read and written on every
+    // request, and terminators inside strings are rare.
+    let mut rest = s.as_bytes();
+    out.reserve(rest.len() + 2);
+    while let Some(pos) = rest.iter().position(|&b| b == TERMINATOR) {
+        out.extend_from_slice(&rest[..=pos]);
+        out.push(ESCAPE);
+        rest = &rest[pos + 1..];
     }
+    out.extend_from_slice(rest);
     out.extend_from_slice(&[TERMINATOR, TERMINATOR]);
 }
 
 /// Decodes a string component from the front of `bytes`.
 pub fn decode_str(bytes: &[u8]) -> Result<(String, &[u8]), CodecError> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == TERMINATOR {
-            match bytes.get(i + 1) {
-                Some(&ESCAPE) => {
-                    out.push(TERMINATOR);
-                    i += 2;
-                    continue;
-                }
-                Some(&TERMINATOR) => {
-                    let s = String::from_utf8(out).map_err(|_| CodecError::NotUtf8)?;
-                    return Ok((s, &bytes[i + 2..]));
-                }
-                _ => return Err(CodecError::Truncated),
+    let mut rest = bytes;
+    loop {
+        let pos = rest.iter().position(|&b| b == TERMINATOR).ok_or(CodecError::Truncated)?;
+        out.extend_from_slice(&rest[..pos]);
+        match rest.get(pos + 1) {
+            Some(&ESCAPE) => {
+                out.push(TERMINATOR);
+                rest = &rest[pos + 2..];
             }
+            Some(&TERMINATOR) => {
+                let s = String::from_utf8(out).map_err(|_| CodecError::NotUtf8)?;
+                return Ok((s, &rest[pos + 2..]));
+            }
+            _ => return Err(CodecError::Truncated),
         }
-        out.push(b);
-        i += 1;
     }
-    Err(CodecError::Truncated)
 }
 
 impl KeyPart for String {

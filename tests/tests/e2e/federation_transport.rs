@@ -46,6 +46,24 @@ async fn keys_are_fetched_across_servers_and_notarised() {
 }
 
 #[tokio::test]
+async fn a_server_signs_its_requests_and_the_other_verifies_them() {
+    let servers = start_federation(2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let bob = b.register("bob").await;
+    let bob_id = bob.user_id().await;
+    bob.put(
+        &format!("/_matrix/client/v3/profile/{}/displayname", enc(&bob_id)),
+        json!({ "displayname": "Bob of B" }),
+    )
+    .await
+    .ok();
+    // A asks B over federation (a signed request; B fetches A's key to check it).
+    let alice = a.register("alice").await;
+    let profile = alice.get(&format!("/_matrix/client/v3/profile/{}", enc(&bob_id))).await.ok();
+    assert_eq!(profile["displayname"], "Bob of B", "{profile}");
+}
+
+#[tokio::test]
 async fn signed_requests_are_verified() {
     let a = FederatedServer::start(&[]);
     let scripted = ScriptedServer::start().await;

@@ -12,6 +12,8 @@ mod authorization;
 mod bad_input;
 mod crash;
 mod e2ee;
+mod federation;
+mod federation_reads;
 mod federation_transport;
 mod limits;
 mod media;

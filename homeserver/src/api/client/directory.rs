@@ -53,6 +53,10 @@ pub async fn get(
     req: Ruma<get_alias::v3::Request>,
 ) -> ApiResult<get_alias::v3::Response> {
     let alias = &req.body.room_alias;
+    if alias.server_name() != services.config.server_name && services.federation_enabled() {
+        let answer = services.remote_alias(alias).await?;
+        return Ok(get_alias::v3::Response::new(answer.room_id, answer.servers));
+    }
     let mut entry = services.rooms.aliases.resolve(alias)?;
     if entry.is_none() && alias.server_name() == services.config.server_name {
         // An alias in a service's namespace may exist only once asked for (a bridge creates the
@@ -213,10 +217,20 @@ pub async fn public_rooms(
     services: Arc<Services>,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> ApiResult<get_public_rooms::v3::Response> {
-    check_local(&services, req.body.server.as_deref())?;
     // With the policy on, nobody browses the directory anonymously (rule D2 refuses unknown users).
     if !services.may_see_room_directory(None)? {
         return Ok(get_public_rooms::v3::Response::new(Vec::new()));
+    }
+    if let Some(server) = remote_server(&services, req.body.server.as_deref())? {
+        let body = req.body;
+        let answer = services
+            .remote_public_rooms(&server, body.limit, body.since, Default::default())
+            .await?;
+        let mut response = get_public_rooms::v3::Response::new(answer.chunk);
+        response.next_batch = answer.next_batch;
+        response.prev_batch = answer.prev_batch;
+        response.total_room_count_estimate = answer.total_room_count_estimate;
+        return Ok(response);
     }
     let (chunk, next, prev, total) =
         directory_page(&services, req.body.limit, req.body.since.as_deref(), None, &[])?;
@@ -232,10 +246,27 @@ pub async fn public_rooms_filtered(
     services: Arc<Services>,
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> ApiResult<get_public_rooms_filtered::v3::Response> {
-    check_local(&services, req.body.server.as_deref())?;
     // Rule D2: guests see an empty directory.
     if !services.may_see_room_directory(Some(&req.auth.user_id))? {
         return Ok(get_public_rooms_filtered::v3::Response::new());
+    }
+    if let Some(server) = remote_server(&services, req.body.server.as_deref())? {
+        let body = req.body;
+        let answer = services
+            .remote_public_rooms_filtered(
+                &server,
+                body.limit,
+                body.since,
+                body.filter,
+                body.room_network,
+            )
+            .await?;
+        let mut response = get_public_rooms_filtered::v3::Response::new();
+        response.chunk = answer.chunk;
+        response.next_batch = answer.next_batch;
+        response.prev_batch = answer.prev_batch;
+        response.total_room_count_estimate = answer.total_room_count_estimate;
+        return Ok(response);
     }
     let body = req.body;
     let (chunk, next, prev, total) = directory_page(
@@ -253,11 +284,22 @@ pub async fn public_rooms_filtered(
     Ok(response)
 }
 
-fn check_local(services: &Services, server: Option<&ruma::ServerName>) -> ApiResult<()> {
+/// The other server whose directory is asked for, if any (read over federation); refused when
+/// this server does not federate.
+fn remote_server(
+    services: &Services,
+    server: Option<&ruma::ServerName>,
+) -> ApiResult<Option<ruma::OwnedServerName>> {
     match server {
-        Some(server) if server != services.config.server_name => Err(ApiError::Forbidden(format!(
-            "the directory of {server} cannot be read: this server does not federate yet"
-        ))),
-        _ => Ok(()),
+        Some(server) if server != services.config.server_name => {
+            if services.federation_enabled() {
+                Ok(Some(server.to_owned()))
+            } else {
+                Err(ApiError::Forbidden(format!(
+                    "the directory of {server} cannot be read: this server does not federate"
+                )))
+            }
+        }
+        _ => Ok(None),
     }
 }

@@ -66,8 +66,10 @@ pub async fn query(
     let limit = services.config.limits.max_keys_query_users;
     limits::at_most(users, limit, "users in device_keys", "max_keys_query_users")?;
     if !services.federation_enabled() {
-        return blocking(move || Ok(services.query_keys(&req.auth.user_id, &req.body.device_keys)?))
-            .await;
+        return blocking(
+            move || Ok(services.query_keys(&req.auth.user_id, &req.body.device_keys)?),
+        )
+        .await;
     }
     // Remote users are asked of their servers, all at once, after the local answer.
     let own = services.globals.server_name.clone();

@@ -5,10 +5,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
     OwnedMxcUri,
-    profile::ProfileFieldName,
     api::client::profile::{
         get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
     },
+    profile::ProfileFieldName,
 };
 
 use crate::{

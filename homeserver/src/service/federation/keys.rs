@@ -466,7 +466,7 @@ mod tests {
         object.insert(
             "verify_keys".into(),
             serde_json::from_value(serde_json::json!({
-                "ed25519:k1": { "key": Base64::new(other.public_key().to_vec()).encode() }
+                "ed25519:k1": { "key": Base64::<ruma::serde::base64::Standard>::new(other.public_key().to_vec()).encode() }
             }))
             .expect("keys"),
         );

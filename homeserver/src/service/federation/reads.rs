@@ -191,21 +191,26 @@ impl Services {
         {
             return Ok(true);
         }
-        let visibility = self
+        let visibility = self.history_visibility_at(pdu.stored.state_before)?;
+        if !matches!(visibility, HistoryVisibility::Invited | HistoryVisibility::Joined) {
+            return Ok(true);
+        }
+        let memberships = self.server_memberships(pdu.stored.state_after, server)?;
+        Ok(visible_to_server(&visibility, memberships))
+    }
+
+    /// The history visibility of the state snapshot `shortstatehash` (`shared` by default).
+    fn history_visibility_at(&self, shortstatehash: u64) -> Result<HistoryVisibility, RoomError> {
+        Ok(self
             .rooms
-            .state_event(pdu.stored.state_before, &StateEventType::RoomHistoryVisibility, "")?
+            .state_event(shortstatehash, &StateEventType::RoomHistoryVisibility, "")?
             .and_then(|e| {
                 e.content_object()
                     .get("history_visibility")
                     .and_then(serde_json::Value::as_str)
                     .map(HistoryVisibility::from)
             })
-            .unwrap_or(HistoryVisibility::Shared);
-        if !matches!(visibility, HistoryVisibility::Invited | HistoryVisibility::Joined) {
-            return Ok(true);
-        }
-        let memberships = self.server_memberships(pdu.stored.state_after, server)?;
-        Ok(visible_to_server(&visibility, memberships))
+            .unwrap_or(HistoryVisibility::Shared))
     }
 
     /// The memberships of `server`'s users in the state snapshot `shortstatehash`.
@@ -241,7 +246,8 @@ impl Services {
             .ok_or_else(|| ReadError::NotFound(format!("event {event_id} is not known here")))
     }
 
-    /// `GET /event/{eventId}`: the signed PDU, if `origin` may see it.
+    /// `GET /event/{eventId}`: the signed PDU, if `origin` is in the room (or the event is
+    /// world-readable) and may see it.
     pub fn federation_event(
         &self,
         origin: &ServerName,
@@ -249,6 +255,14 @@ impl Services {
     ) -> Result<Box<RawJsonValue>, ReadError> {
         let pdu = self.event_in_room(event_id, None)?;
         self.check_server_acl(pdu.room_id(), origin)?;
+        let world_readable = self.history_visibility_at(pdu.stored.state_before)?
+            == HistoryVisibility::WorldReadable;
+        if !world_readable && !self.server_in_room(origin, pdu.room_id())? {
+            return Err(ReadError::Forbidden(format!(
+                "server {origin} is not in room {}",
+                pdu.room_id()
+            )));
+        }
         if !self.server_can_see_event(origin, &pdu)? {
             return Err(ReadError::Forbidden(format!("server {origin} may not see {event_id}")));
         }
@@ -282,6 +296,10 @@ impl Services {
     ) -> Result<(Vec<Arc<PduEvent>>, Vec<Arc<PduEvent>>), ReadError> {
         self.require_server_in_room(origin, room_id)?;
         let pdu = self.event_in_room(event_id, Some(room_id))?;
+        // An outlier (an auth or state event fetched for another one) has no known state.
+        if pdu.stored.count == 0 {
+            return Err(ReadError::NotFound(format!("the state at {event_id} is not known here")));
+        }
         let state = self.rooms.state_events(pdu.stored.state_before)?;
         let auth_chain = self.auth_chain_of(state.iter().map(|e| &**e))?;
         Ok((state, auth_chain))
@@ -371,12 +389,14 @@ impl Services {
                     if prev_pdu.room_id() != room_id {
                         continue;
                     }
+                    // Depth only decreases backwards: nothing before this is deep enough.
+                    if u64::from(prev_pdu.fields.depth) < min_depth {
+                        continue;
+                    }
                     next.push(prev.clone());
-                    if u64::from(prev_pdu.fields.depth) >= min_depth {
-                        events.push(prev_pdu);
-                        if events.len() >= limit {
-                            break 'walk;
-                        }
+                    events.push(prev_pdu);
+                    if events.len() >= limit {
+                        break 'walk;
                     }
                 }
             }

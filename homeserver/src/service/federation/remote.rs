@@ -171,7 +171,10 @@ impl Services {
         for (server, result) in join_all(claims).await {
             match result {
                 Ok(answer) => response.one_time_keys.extend(
-                    answer.one_time_keys.into_iter().filter(|(user, _)| user.server_name() == server),
+                    answer
+                        .one_time_keys
+                        .into_iter()
+                        .filter(|(user, _)| user.server_name() == server),
                 ),
                 Err(e) => {
                     tracing::debug!(%server, error = %e, "remote keys/claim failed");

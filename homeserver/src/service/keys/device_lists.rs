@@ -13,7 +13,7 @@ use ruma::{
     events::room::member::MembershipState,
 };
 
-use super::super::{Services, sync::SyncRequest};
+use super::super::{Services, globals::ChangeKind, sync::SyncRequest};
 use crate::storage::StorageError;
 
 /// Device-list changes for one viewer.
@@ -46,6 +46,13 @@ impl Services {
         upto: u64,
     ) -> Result<DeviceListChanges, StorageError> {
         let mut out = DeviceListChanges::default();
+        // Without a membership or key change after `since`, the scans below find nothing: skip
+        // them (most incremental syncs follow a message).
+        if !self.globals.changed_since(ChangeKind::Membership, since)
+            && !self.globals.changed_since(ChangeKind::DeviceKeys, since)
+        {
+            return Ok(out);
+        }
         let in_range = |count: u64| count > since && count <= upto;
         let mut sharing: BTreeSet<OwnedUserId> = BTreeSet::new();
         let mut maybe_left: BTreeSet<OwnedUserId> = BTreeSet::new();

@@ -28,7 +28,10 @@ use serde_json::Value;
 pub use self::{
     device_lists::DeviceListChanges, one_time_keys::FallbackKey, to_device::ToDeviceMessage,
 };
-use super::{globals::Globals, notifier::Notifier};
+use super::{
+    globals::{ChangeKind, Globals},
+    notifier::Notifier,
+};
 use crate::storage::{Batch, Db, Json, StorageError, Table};
 
 /// Column families owned by the keys service.
@@ -134,6 +137,7 @@ impl Keys {
         wake: &[OwnedUserId],
     ) -> Result<(), StorageError> {
         let pending = self.globals.next_count()?;
+        self.globals.note_change(ChangeKind::DeviceKeys, pending.count);
         batch.put(&self.changes, &user.to_owned(), &pending.count);
         self.changes.db().write(batch)?;
         let count = pending.count;
@@ -160,6 +164,7 @@ impl Keys {
         mut batch: Batch,
     ) -> Result<(), StorageError> {
         let pending = self.globals.next_count()?;
+        self.globals.note_change(ChangeKind::DeviceKeys, pending.count);
         batch.put(&self.private_changes, &(viewer.to_owned(), target.to_owned()), &pending.count);
         self.changes.db().write(batch)?;
         let count = pending.count;

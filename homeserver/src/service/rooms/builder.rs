@@ -30,7 +30,10 @@ use super::{
     power,
     state::StateMap,
 };
-use crate::storage::{Batch, Json};
+use crate::{
+    service::globals::ChangeKind,
+    storage::{Batch, Json},
+};
 
 /// The largest PDU the spec allows.
 pub const MAX_PDU_BYTES: usize = 65_536;
@@ -472,6 +475,8 @@ impl Rooms {
             .content_as::<Content>()
             .map_err(|e| RoomError::BadRequest(format!("invalid member event: {e}")))?
             .membership;
+        // Before the position is visible: a sync skips the device-list scan without it.
+        self.globals.note_change(ChangeKind::Membership, count);
         let previous = self.membership.get(&target, pdu.room_id())?;
         let since = match &previous {
             Some(prev) if prev.membership == membership => prev.since,

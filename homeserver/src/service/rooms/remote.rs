@@ -468,7 +468,14 @@ impl Rooms {
         check_state_independent_auth_rules(&rules.authorization, &**pdu, fetch)
             .map_err(|e| RoomError::Forbidden(format!("rejected: {e}")))?;
         let mut by_key: HashMap<(StateEventType, String), Arc<PduEvent>> = HashMap::new();
-        for id in &pdu.fields.auth_events {
+        let mut auth_ids = pdu.fields.auth_events.clone();
+        if rules.authorization.room_create_event_id_as_room_id
+            && let Some(create) = create_event_id(pdu.room_id())
+        {
+            // From room version 12 the create event is implied by the room ID, never listed.
+            auth_ids.push(create);
+        }
+        for id in &auth_ids {
             let auth = self
                 .pdu(id)?
                 .ok_or_else(|| RoomError::BadRequest(format!("auth event {id} is not known")))?;
@@ -543,4 +550,10 @@ pub fn event_id_of(
     }
     let hash = reference_hash(object, rules).map_err(|e| RoomError::Signing(e.to_string()))?;
     OwnedEventId::try_from(format!("${hash}")).map_err(|e| RoomError::Signing(e.to_string()))
+}
+
+/// The create event of a room version 12 room: its ID is the room ID's.
+fn create_event_id(room_id: &RoomId) -> Option<OwnedEventId> {
+    let hash = room_id.as_str().strip_prefix('!')?;
+    OwnedEventId::try_from(format!("${hash}")).ok()
 }
