@@ -363,14 +363,18 @@ pub fn is_empty(response: &Response) -> bool {
         && response.device_lists.left.is_empty()
 }
 
-/// The stripped state another server sent with an invite (`unsigned.invite_room_state`), full
+/// The stripped state another server sent with an invite or a knock answer
+/// (`unsigned.invite_room_state`, `unsigned.knock_room_state`), full
 /// PDUs or stripped events, shown as stripped events.
 fn remote_invite_state(member: &PduEvent) -> Vec<serde_json::Value> {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(member.stored.json.get()) else {
         return Vec::new();
     };
-    let Some(state) = json.pointer("/unsigned/invite_room_state").and_then(|v| v.as_array())
-    else {
+    let state = json
+        .pointer("/unsigned/invite_room_state")
+        .or_else(|| json.pointer("/unsigned/knock_room_state"))
+        .and_then(|v| v.as_array());
+    let Some(state) = state else {
         return Vec::new();
     };
     state

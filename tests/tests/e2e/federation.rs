@@ -265,3 +265,157 @@ async fn a_server_outside_the_partner_list_is_refused() {
     let body = refused.err(403, "M_FORBIDDEN");
     assert!(body["error"].as_str().unwrap_or_default().contains("partner"), "{body}");
 }
+
+#[tokio::test]
+async fn a_knock_crosses_servers_and_is_answered_by_an_invite() {
+    let servers = start_federation(2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let bob_id = bob.user_id().await;
+    let room = alice
+        .create_room(json!({
+            "name": "Ask first",
+            "initial_state": [{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }],
+        }))
+        .await;
+    bob.post(
+        &format!("/_matrix/client/v3/knock/{}?via={}", enc(&room), enc(&a.server_name)),
+        json!({ "reason": "I work on this too" }),
+    )
+    .await
+    .ok();
+    let knock =
+        sync_until(&bob, 30, "the knock in bob's sync", |r| r["rooms"]["knock"][&room].is_object())
+            .await;
+    assert!(
+        knock["rooms"]["knock"][&room]["knock_state"]["events"].to_string().contains("Ask first"),
+        "the knock shows the room's name: {knock}"
+    );
+    sync_until(&alice, 30, "the knock on alice's server", |r| {
+        timeline(r, &room)
+            .iter()
+            .any(|e| e["state_key"] == bob_id.as_str() && e["content"]["membership"] == "knock")
+    })
+    .await;
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            json!({ "user_id": bob_id }),
+        )
+        .await
+        .ok();
+    sync_until(&bob, 30, "the invite answering the knock", |r| {
+        r["rooms"]["invite"][&room].is_object()
+    })
+    .await;
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), json!({})).await.ok();
+    bob.say(&room, "k1", "thanks for letting me in").await;
+    wait_for_body(&alice, &room, "thanks for letting me in").await;
+}
+
+#[tokio::test]
+async fn three_servers_share_a_space_and_a_restricted_room() {
+    let servers = start_federation(3);
+    let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let carol = c.register("carol").await;
+    let space = alice
+        .create_room(json!({ "preset": "public_chat", "name": "Ministries", "creation_content": { "type": "m.space" } }))
+        .await;
+    let restricted = alice
+        .create_room(json!({
+            "name": "Members of the space only",
+            "initial_state": [{
+                "type": "m.room.join_rules", "state_key": "",
+                "content": { "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": space }] },
+            }],
+        }))
+        .await;
+    // Carol, not in the space, is refused by the resident server.
+    let refused = carol
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via={}", enc(&restricted), enc(&a.server_name)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    join_via(&bob, &space, &a.server_name).await;
+    join_via(&carol, &space, &a.server_name).await;
+    // Bob's server learns of Carol's join from Alice's server, which passed it on, and sends
+    // Bob's message to Carol's server itself.
+    bob.say(&space, "s1", "hello both").await;
+    wait_for_body(&carol, &space, "hello both").await;
+    wait_for_body(&alice, &space, "hello both").await;
+
+    // Bob, now in the space, joins the restricted room: Alice's server authorises it.
+    join_via(&bob, &restricted, &a.server_name).await;
+    bob.say(&restricted, "r1", "in through the space").await;
+    wait_for_body(&alice, &restricted, "in through the space").await;
+    let bob_id = bob.user_id().await;
+    let members =
+        alice.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&restricted))).await;
+    assert!(members.ok()["joined"][&bob_id].is_object());
+}
+
+#[tokio::test]
+async fn remote_users_get_the_tier_of_their_server() {
+    let (port_a, port_guest, port_agents) = (free_port(), free_port(), free_port());
+    let name = |port: u16| format!("localhost:{port}");
+    let servers_table =
+        format!("{{\"{}\"=\"guest\",\"{}\"=\"agent\"}}", name(port_guest), name(port_agents));
+    let admin = format!("[\"@root:{}\"]", name(port_a));
+    let a = FederatedServer::start_on(
+        port_a,
+        &[
+            ("RELAIS_POLICY__ENABLED", "true"),
+            ("RELAIS_POLICY__UNITS", r#"[{id="state"}]"#),
+            ("RELAIS_POLICY__SERVER_ADMINS", &admin),
+            ("RELAIS_POLICY__SERVERS", &servers_table),
+        ],
+    );
+    let partner_guest = FederatedServer::start_on(port_guest, &[]);
+    let partner_agents = FederatedServer::start_on(port_agents, &[]);
+    let mut root = a.client();
+    root.register("root", "pw-pw-pw-pw").await;
+    root.post(
+        "/_relais/admin/v1/users",
+        json!({ "username": "alice", "password": "pw-pw-pw-pw", "tier": "agent", "unit": "state", "reason": "test" }),
+    )
+    .await
+    .ok();
+    let mut alice = a.client();
+    let login = alice
+        .post(
+            "/_matrix/client/v3/login",
+            json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "pw-pw-pw-pw" }),
+        )
+        .await
+        .ok();
+    alice.token = login["access_token"].as_str().map(str::to_owned);
+    let room = alice
+        .create_room(json!({
+            "name": "Agents only",
+            "preset": "public_chat",
+            "initial_state": [{ "type": "fr.relais.access", "state_key": "", "content": { "class": "agents" } }],
+        }))
+        .await;
+    let guest = partner_guest.register("gus").await;
+    let refused = guest
+        .post(
+            &format!("/_matrix/client/v3/join/{}?via={}", enc(&room), enc(&a.server_name)),
+            json!({}),
+        )
+        .await;
+    let body = refused.err(403, "M_FORBIDDEN");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("guest"),
+        "the refusal says why: {body}"
+    );
+    let agent = partner_agents.register("agnes").await;
+    join_via(&agent, &room, &a.server_name).await;
+    agent.say(&room, "a1", "an agent of a partner ministry").await;
+    wait_for_body(&alice, &room, "an agent of a partner ministry").await;
+}

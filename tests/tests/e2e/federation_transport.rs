@@ -64,6 +64,18 @@ async fn a_server_signs_its_requests_and_the_other_verifies_them() {
 }
 
 #[tokio::test]
+async fn the_tls_listener_shuts_down_and_comes_back_with_the_same_key() {
+    let mut a = FederatedServer::start(&[]);
+    let keys_path = "/_matrix/key/v2/server";
+    let before = send_raw(&a.federation_url, Method::GET, keys_path, None, None).await.ok();
+    // SIGTERM: both listeners stop and drain (restart fails if the process does not exit).
+    a.server.restart();
+    let after = send_raw(&a.federation_url, Method::GET, keys_path, None, None).await.ok();
+    assert_eq!(before["verify_keys"], after["verify_keys"]);
+    assert_eq!(after["server_name"], a.server_name.as_str());
+}
+
+#[tokio::test]
 async fn signed_requests_are_verified() {
     let a = FederatedServer::start(&[]);
     let scripted = ScriptedServer::start().await;

@@ -127,9 +127,9 @@ async fn other_servers_can_fetch_the_signing_keys_and_version() {
     assert_eq!(version["server"]["name"], "Relais");
     let delegation = client.get("/.well-known/matrix/server").await.ok();
     assert_eq!(delegation["m.server"], "matrix.localhost:443");
-    // Federation proper does not exist yet: its endpoints are unrecognised, not faked.
+    // The other federation endpoints need a signed request.
     client
         .get("/_matrix/federation/v1/state_ids/!room:localhost?event_id=%24e")
         .await
-        .err(404, "M_UNRECOGNIZED");
+        .err(401, "M_UNAUTHORIZED");
 }

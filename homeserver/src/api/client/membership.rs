@@ -87,13 +87,18 @@ async fn enter_room(
         target = answer.room_id.into();
     }
     let room_id = check_entry_policy(&services, &user, &target, entry).await?;
-    if matches!(entry, Entry::Join)
-        && services.config.federation.enabled
-        && !services.rooms.exists(&room_id)?
-    {
-        // A room of other servers: join through one of them.
+    if services.config.federation.enabled && !services.rooms.exists(&room_id)? {
+        // A room of other servers: join (or knock) through one of them.
         let servers = services.join_candidates(&room_id, &user, &via)?;
-        return Ok(services.join_remote(&user, &room_id, &servers, reason.as_deref()).await?);
+        return match entry {
+            Entry::Join => {
+                Ok(services.join_remote(&user, &room_id, &servers, reason.as_deref()).await?)
+            }
+            Entry::Knock => {
+                services.knock_remote(&user, &room_id, &servers, reason.as_deref()).await?;
+                Ok(room_id)
+            }
+        };
     }
     blocking(move || match entry {
         Entry::Join => services.join(&room_id, &user, reason.as_deref()).map_err(join_error),

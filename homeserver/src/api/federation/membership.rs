@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use ruma::api::federation::membership::{
-    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+    prepare_knock_event, prepare_leave_event,
 };
 
 use crate::{
@@ -69,4 +70,25 @@ pub async fn invite(
         )
         .await?;
     Ok(create_invite::v2::Response::new(event))
+}
+
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`
+pub async fn make_knock(
+    services: Arc<Services>,
+    req: Ruma<prepare_knock_event::v1::Request>,
+) -> ApiResult<prepare_knock_event::v1::Response> {
+    let (version, event) =
+        services.make_knock(&req.auth, &req.body.room_id, &req.body.user_id, &req.body.ver).await?;
+    Ok(prepare_knock_event::v1::Response::new(version, event))
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`
+pub async fn send_knock(
+    services: Arc<Services>,
+    req: Ruma<create_knock_event::v1::Request>,
+) -> ApiResult<create_knock_event::v1::Response> {
+    let state = services
+        .send_knock(&req.auth, &req.body.room_id, &req.body.event_id, &req.body.pdu)
+        .await?;
+    Ok(create_knock_event::v1::Response::new(state))
 }

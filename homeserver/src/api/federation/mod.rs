@@ -35,6 +35,8 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(membership::make_leave)
         .ruma_route(membership::send_leave)
         .ruma_route(membership::invite)
+        .ruma_route(membership::make_knock)
+        .ruma_route(membership::send_knock)
         .ruma_route(events::event)
         .ruma_route(events::state)
         .ruma_route(events::state_ids)

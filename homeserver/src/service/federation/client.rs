@@ -167,9 +167,10 @@ impl FederationClient {
         }
         let server = || destination.to_owned();
         let target = inner.resolver.resolve(destination).await;
-        if let Some(connect_host) = &target.connect_host {
-            inner.overrides.0.lock().insert(target.tls_name.clone(), connect_host.clone());
-        }
+        match &target.connect_host {
+            Some(host) => inner.overrides.0.lock().insert(target.tls_name.clone(), host.clone()),
+            None => inner.overrides.0.lock().remove(&target.tls_name),
+        };
         let auth = R::Authentication::input(self.origin(), destination, inner.globals.keypair());
         let http_request: http::Request<Vec<u8>> = request
             .try_into_http_request(&target.base_url(), auth, ())

@@ -38,6 +38,9 @@ pub const COLUMN_FAMILIES: &[&str] = &["servername_serverkeys"];
 
 /// How long a failed fetch is remembered before the server is asked again.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+/// The shortest time between two fetches of keys that are still valid (for a key ID the server
+/// did not publish: someone could name random ones to make this server ask again and again).
+const MIN_REFETCH: Duration = Duration::from_secs(60);
 
 /// One public key and the time it is valid until, in milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +103,8 @@ impl ServerKeys {
 pub struct ServerKeyStore {
     table: Table<String, Json<ServerKeys>>,
     cache: Mutex<HashMap<OwnedServerName, Arc<ServerKeys>>>,
-    failures: Mutex<HashMap<OwnedServerName, Instant>>,
+    /// The last fetch of each server: when, and whether it succeeded.
+    attempts: Mutex<HashMap<OwnedServerName, (Instant, bool)>>,
     fetching: Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>,
     client: FederationClient,
     partners: Partners,
@@ -130,7 +134,7 @@ impl ServerKeyStore {
         Ok(Self {
             table: db.table(COLUMN_FAMILIES[0])?,
             cache: Mutex::default(),
-            failures: Mutex::default(),
+            attempts: Mutex::default(),
             fetching: Mutex::default(),
             client,
             partners,
@@ -153,7 +157,8 @@ impl ServerKeyStore {
     }
 
     /// The keys of `server` valid at `ts_ms`. Fetched again when what is known has expired
-    /// (for a time still to come), or lacks one of `wanted` key IDs valid at `ts_ms`.
+    /// (for a time still to come), or has none of the `wanted` key IDs (when some are named) valid
+    /// at `ts_ms`.
     pub async fn keys_valid_at(
         &self,
         server: &ServerName,
@@ -165,17 +170,12 @@ impl ServerKeyStore {
         }
         self.partners.check(server)?;
         let known = self.known(server)?;
-        let satisfied = |keys: &ServerKeys| {
-            let valid = keys.valid_at(ts_ms);
-            let fresh = keys.valid_until_ms >= ts_ms.min(now_ms());
-            fresh && !valid.is_empty() && wanted.iter().all(|id| valid.contains_key(id))
-        };
         if let Some(keys) = &known
-            && satisfied(keys)
+            && satisfies(keys, ts_ms, wanted)
         {
             return Ok(keys.valid_at(ts_ms));
         }
-        let fetched = self.fetch(server, ts_ms).await;
+        let fetched = self.fetch(server, ts_ms, wanted).await;
         match (fetched, known) {
             (Ok(keys), _) => {
                 let valid = keys.valid_at(ts_ms);
@@ -233,7 +233,7 @@ impl ServerKeyStore {
         self.partners.check(server)?;
         let mut known = self.known(server)?;
         if known.as_ref().is_none_or(|k| k.valid_until_ms < minimum_valid_until_ms.max(now_ms())) {
-            match self.fetch(server, now_ms()).await {
+            match self.fetch(server, now_ms(), &[]).await {
                 Ok(keys) => known = Some(keys),
                 Err(e) => tracing::debug!(error = %e, %server, "notary fetch failed"),
             }
@@ -267,28 +267,37 @@ impl ServerKeyStore {
     }
 
     /// Fetches `server`'s keys (itself, then the notaries), merges and stores them. One fetch
-    /// per server at a time; a failure is remembered for [`FAILURE_BACKOFF`].
+    /// per server at a time; a failure is remembered for [`FAILURE_BACKOFF`], and keys still
+    /// valid are not fetched again within [`MIN_REFETCH`].
     async fn fetch(
         &self,
         server: &ServerName,
         ts_ms: u64,
+        wanted: &[String],
     ) -> Result<Arc<ServerKeys>, FederationError> {
         let lock = self.fetching.lock().entry(server.to_owned()).or_default().clone();
         let _guard = lock.lock().await;
+        let known = self.known(server)?;
         // Another task may have fetched them while this one waited.
-        if let Some(keys) = self.known(server)?
-            && keys.valid_until_ms >= now_ms()
-            && !keys.valid_at(ts_ms).is_empty()
+        if let Some(keys) = &known
+            && satisfies(keys, ts_ms, wanted)
         {
-            return Ok(keys);
+            return Ok(keys.clone());
         }
-        if let Some(failed) = self.failures.lock().get(server)
-            && failed.elapsed() < FAILURE_BACKOFF
-        {
-            return Err(FederationError::Keys {
-                server: server.to_owned(),
-                reason: "the last attempt failed moments ago".into(),
-            });
+        let last = self.attempts.lock().get(server).copied();
+        match (last, known) {
+            (Some((at, false)), _) if at.elapsed() < FAILURE_BACKOFF => {
+                return Err(FederationError::Keys {
+                    server: server.to_owned(),
+                    reason: "the last attempt failed moments ago".into(),
+                });
+            }
+            (Some((at, true)), Some(keys))
+                if at.elapsed() < MIN_REFETCH && keys.valid_until_ms >= now_ms() =>
+            {
+                return Ok(keys);
+            }
+            _ => {}
         }
         let mut errors = Vec::new();
         let mut objects = Vec::new();
@@ -308,14 +317,14 @@ impl ServerKeyStore {
                 }
             }
         }
-        if objects.is_empty() {
-            self.failures.lock().insert(server.to_owned(), Instant::now());
+        let succeeded = !objects.is_empty();
+        self.attempts.lock().insert(server.to_owned(), (Instant::now(), succeeded));
+        if !succeeded {
             return Err(FederationError::Keys {
                 server: server.to_owned(),
                 reason: errors.join("; "),
             });
         }
-        self.failures.lock().remove(server);
         let mut keys = self.known(server)?.map(|k| (*k).clone()).unwrap_or_default();
         for (parsed, signed) in &objects {
             keys.merge(parsed, signed.clone());
@@ -394,6 +403,17 @@ pub fn check_key_object(
     }
     let signed = serde_json::to_string(&self_signed).map_err(|e| invalid(e.to_string()))?;
     Ok((parsed, signed))
+}
+
+/// Whether `keys` answer for `ts_ms` without a fetch: the latest answer still holds (for a time
+/// already past, keys valid then suffice) and one of the `wanted` key IDs (if any) is among the
+/// keys valid then.
+fn satisfies(keys: &ServerKeys, ts_ms: u64, wanted: &[String]) -> bool {
+    let valid = keys.valid_at(ts_ms);
+    let fresh = keys.valid_until_ms >= ts_ms.min(now_ms());
+    fresh
+        && !valid.is_empty()
+        && (wanted.is_empty() || wanted.iter().any(|id| valid.contains_key(id)))
 }
 
 /// `object` with only `entity`'s signatures.
@@ -485,5 +505,62 @@ mod tests {
         assert_eq!(keys.valid_at(4_000).len(), 1);
         assert!(keys.valid_at(6_000).is_empty());
         assert_eq!(keys.valid_until_ms, 5_000);
+        // For a time already past, keys valid then answer without a fetch.
+        assert!(satisfies(&keys, 4_000, &["ed25519:k1".to_owned()]));
+        assert!(!satisfies(&keys, 4_000, &["ed25519:other".to_owned()]));
+        assert!(!satisfies(&keys, 6_000, &[]));
+    }
+
+    #[tokio::test]
+    async fn events_of_this_server_verify_without_a_request() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.database.path = dir.path().join("db");
+        config.database.cache_capacity_mb = 8;
+        let services = crate::service::Services::open(Arc::new(config)).expect("services");
+        let keys = &services.federation.keys;
+        let version = RoomVersionId::V11;
+        let rules = version.rules().expect("rules");
+        let mut event: CanonicalJsonObject = serde_json::from_value(serde_json::json!({
+            "room_id": "!room:localhost",
+            "sender": "@alice:localhost",
+            "origin_server_ts": 1_000,
+            "type": "m.room.message",
+            "content": { "body": "hello" },
+            "depth": 3,
+            "prev_events": [],
+            "auth_events": [],
+        }))
+        .expect("event");
+        ruma::signatures::hash_and_sign_event(
+            "localhost",
+            services.globals.keypair(),
+            &mut event,
+            &rules.redaction,
+        )
+        .expect("signed");
+        assert_eq!(keys.verify_event(&event, &version).await.expect("verifies"), Verified::All);
+        // Content changed after signing: the signatures (over the redacted form) still verify,
+        // the hash does not: the caller stores the event redacted.
+        let mut edited = event.clone();
+        edited.insert(
+            "content".into(),
+            serde_json::from_value(serde_json::json!({ "body": "edited" })).expect("content"),
+        );
+        assert_eq!(
+            keys.verify_event(&edited, &version).await.expect("signed"),
+            Verified::Signatures
+        );
+        // A changed redacted field breaks the signature: rejected.
+        let mut forged = event.clone();
+        forged.insert("depth".into(), CanonicalJsonValue::Integer(4_u32.into()));
+        assert!(keys.verify_event(&forged, &version).await.is_err());
+        // Federation is disabled: another server's event cannot be checked.
+        let mut foreign = event;
+        foreign.insert("sender".into(), CanonicalJsonValue::String("@bob:other.test".into()));
+        assert!(matches!(
+            keys.verify_event(&foreign, &version).await,
+            Err(FederationError::Disabled)
+        ));
     }
 }

@@ -77,7 +77,7 @@ pub enum MembershipError {
     Federation(#[from] FederationError),
 }
 
-fn membership_template(user: &UserId, membership: &str) -> PduTemplate {
+pub(super) fn membership_template(user: &UserId, membership: &str) -> PduTemplate {
     PduTemplate::state(
         StateEventType::RoomMember,
         user.as_str(),
@@ -85,18 +85,18 @@ fn membership_template(user: &UserId, membership: &str) -> PduTemplate {
     )
 }
 
-fn raw(object: &CanonicalJsonObject) -> Result<Box<RawJsonValue>, MembershipError> {
+pub(super) fn raw(object: &CanonicalJsonObject) -> Result<Box<RawJsonValue>, MembershipError> {
     to_raw_value(object).map_err(|e| MembershipError::Invalid(e.to_string()))
 }
 
-fn string_field<'a>(object: &'a CanonicalJsonObject, field: &str) -> Option<&'a str> {
+pub(super) fn string_field<'a>(object: &'a CanonicalJsonObject, field: &str) -> Option<&'a str> {
     match object.get(field) {
         Some(CanonicalJsonValue::String(s)) => Some(s),
         _ => None,
     }
 }
 
-fn membership_of(object: &CanonicalJsonObject) -> Option<&str> {
+pub(super) fn membership_of(object: &CanonicalJsonObject) -> Option<&str> {
     match object.get("content") {
         Some(CanonicalJsonValue::Object(content)) => string_field(content, "membership"),
         _ => None,
@@ -104,7 +104,7 @@ fn membership_of(object: &CanonicalJsonObject) -> Option<&str> {
 }
 
 impl Services {
-    fn require_federating_user(
+    pub(super) fn require_federating_user(
         &self,
         origin: &ServerName,
         user: &UserId,
@@ -164,7 +164,7 @@ impl Services {
 
     /// Checks a membership event another server sends back (`send_join`, `send_leave`): it is
     /// the event named in the path, of the origin's user, with the expected membership.
-    async fn check_sent_membership(
+    pub(super) async fn check_sent_membership(
         &self,
         origin: &ServerName,
         room_id: &RoomId,
@@ -197,6 +197,12 @@ impl Services {
                 "the event must be {sender}'s own m.room.member with membership {membership}"
             )));
         }
+        // A restricted join this server authorises must carry its signature, which it adds
+        // before the signatures are checked.
+        let mut object = object;
+        if authorised_by(&object, &self.config.server_name) {
+            self.rooms.cosign_event(&mut object, &version)?;
+        }
         let verified = self.verify_pdu(id, room_id.to_owned(), object, &version).await?;
         Ok((version, verified.object))
     }
@@ -210,7 +216,7 @@ impl Services {
         event_id: &OwnedEventId,
         pdu: &RawJsonValue,
     ) -> Result<create_join_event::v2::RoomState, MembershipError> {
-        let (version, mut object) =
+        let (_, object) =
             self.check_sent_membership(origin, room_id, event_id, pdu, "join").await?;
         let sender = string_field(&object, "sender").and_then(|s| UserId::parse(s).ok());
         if let Some(sender) = &sender {
@@ -224,17 +230,7 @@ impl Services {
                 .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))?;
         }
         // A restricted join this server authorises carries its signature too.
-        let authorised_here = match object.get("content") {
-            Some(CanonicalJsonValue::Object(content)) => {
-                string_field(content, "join_authorised_via_users_server")
-                    .and_then(|u| UserId::parse(u).ok())
-                    .is_some_and(|u| u.server_name() == self.config.server_name)
-            }
-            _ => false,
-        };
-        if authorised_here {
-            self.rooms.cosign_event(&mut object, &version)?;
-        }
+        let authorised_here = authorised_by(&object, &self.config.server_name);
         let accepted = self.rooms.append_remote(room_id, event_id, &object, true)?;
         let pdu = match accepted {
             Accepted::Stored(pdu) => pdu,
@@ -493,7 +489,7 @@ impl Services {
     }
 
     /// Fills in this server's part of a template another server made for one of its users.
-    fn fill_own_event(
+    pub(super) fn fill_own_event(
         &self,
         object: &mut CanonicalJsonObject,
         version: &RoomVersionId,
@@ -607,7 +603,7 @@ impl Services {
     }
 
     /// The room's state an invited server shows its user (as full PDUs, as the spec now asks).
-    fn invite_state_pdus(
+    pub(super) fn invite_state_pdus(
         &self,
         room_id: &RoomId,
     ) -> Result<Vec<RawStrippedState>, MembershipError> {
@@ -656,4 +652,16 @@ impl Services {
 /// Room versions 1 and 2 events carry an `origin` key the redaction algorithm keeps.
 fn version_has_origin(version: &RoomVersionId) -> bool {
     matches!(version, RoomVersionId::V1 | RoomVersionId::V2)
+}
+
+/// Whether a join names a user of `server` in `join_authorised_via_users_server`.
+fn authorised_by(object: &CanonicalJsonObject, server: &ServerName) -> bool {
+    match object.get("content") {
+        Some(CanonicalJsonValue::Object(content)) => {
+            string_field(content, "join_authorised_via_users_server")
+                .and_then(|u| UserId::parse(u).ok())
+                .is_some_and(|u| u.server_name() == server)
+        }
+        _ => false,
+    }
 }

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod edu;
 pub mod keys;
+pub mod knock;
 pub mod membership;
 pub mod notary;
 pub mod pdu;

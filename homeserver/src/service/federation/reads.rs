@@ -14,7 +14,7 @@ use std::{
 };
 
 use ruma::{
-    EventId, OwnedEventId, RoomId, ServerName,
+    EventId, OwnedEventId, OwnedRoomId, RoomId, ServerName,
     events::{
         StateEventType, TimelineEventType,
         room::{
@@ -269,13 +269,20 @@ impl Services {
         Ok(pdu.stored.json.clone())
     }
 
-    /// The events of `room_id`'s auth chain reachable from the `auth_events` of `events`.
+    /// The auth chain of `events` (events of one room): every event reachable from their
+    /// `auth_events`. From room version 12 the create event is in no `auth_events`; it is added,
+    /// as it is still part of every auth chain.
     pub fn auth_chain_of<'a>(
         &self,
         events: impl IntoIterator<Item = &'a PduEvent>,
     ) -> Result<Vec<Arc<PduEvent>>, RoomError> {
-        let roots: Vec<OwnedEventId> =
-            events.into_iter().flat_map(|e| e.fields.auth_events.iter().cloned()).collect();
+        let mut room: Option<OwnedRoomId> = None;
+        let mut roots: Vec<OwnedEventId> = Vec::new();
+        for event in events {
+            room.get_or_insert_with(|| event.room_id().to_owned());
+            roots.extend(event.fields.auth_events.iter().cloned());
+        }
+        let has_roots = !roots.is_empty();
         let mut loaded: HashMap<OwnedEventId, Arc<PduEvent>> = HashMap::new();
         let chain = walk_auth_chain(roots, MAX_AUTH_CHAIN, |event_id| {
             let Some(pdu) = self.rooms.pdu(&event_id.to_owned())? else { return Ok(None) };
@@ -283,7 +290,17 @@ impl Services {
             loaded.insert(event_id.to_owned(), pdu);
             Ok::<_, RoomError>(Some(auth))
         })?;
-        Ok(chain.into_iter().filter_map(|id| loaded.remove(&id)).collect())
+        let mut chain: Vec<Arc<PduEvent>> =
+            chain.into_iter().filter_map(|id| loaded.remove(&id)).collect();
+        if has_roots
+            && let Some(room) = room
+            && !chain.iter().any(|e| *e.kind() == TimelineEventType::RoomCreate)
+            && let Some(create) =
+                self.rooms.current_state_event(&room, &StateEventType::RoomCreate, "")?
+        {
+            chain.insert(0, create);
+        }
+        Ok(chain)
     }
 
     /// The room state before `event_id` (as `/state` and `/state_ids` define the state at an
@@ -433,6 +450,10 @@ impl Services {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+#[path = "reads_tests.rs"]
+mod service_tests;
 
 #[cfg(test)]
 mod tests {
