@@ -60,6 +60,9 @@ pub struct Options {
     /// of them by default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Fan-out rounds with the same users, each in a new room (a longer run, to watch memory).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
 }
 
 impl Options {

@@ -24,6 +24,19 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Value> {
     let pid = options.pid;
     if options.runs("fanout") {
         report["fanout"] = fanout(options, &users, base).await?;
+        // Further rounds with the same users (each in a new room), for a longer run: throughput,
+        // latency and server memory per round show whether anything grows.
+        let mut rounds = Vec::new();
+        for _ in 1..options.rounds {
+            let mut round = fanout(options, &users, base).await?;
+            if let Some(pid) = options.pid {
+                round["server_rss_mib"] = rss_mib(pid).into();
+            }
+            rounds.push(round);
+        }
+        if !rounds.is_empty() {
+            report["fanout_rounds"] = rounds.into();
+        }
     }
     if options.runs("spread") {
         report["spread"] = spread(options, &users[..options.senders]).await?;

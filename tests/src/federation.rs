@@ -222,6 +222,12 @@ impl ScriptedServer {
         Self { server_name, keypair, task }
     }
 
+    /// Stops serving its keys (the port then refuses connections): other servers must get them
+    /// from what they stored, or from a notary.
+    pub fn stop_serving_keys(&self) {
+        self.task.abort();
+    }
+
     /// The `X-Matrix` header of a request to `destination`, signed with this server's key.
     pub fn x_matrix(
         &self,

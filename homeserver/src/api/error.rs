@@ -377,7 +377,7 @@ impl From<crate::service::federation::pdu::PduError> for ApiError {
             E::UnknownRoom(_) => Self::NotFound(error.to_string()),
             E::Federation(e) => e.into(),
             E::Room(e) => e.into(),
-            E::Missing(reason) => Self::Forbidden(reason),
+            E::Missing(reason) | E::Denied(reason) => Self::Forbidden(reason),
         }
     }
 }

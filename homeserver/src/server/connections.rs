@@ -1,8 +1,9 @@
 //! The HTTP connections: hyper's server with the header size and slow-client limits of
 //! `[limits]` (which `axum::serve` does not expose), and `axum::serve`'s graceful shutdown: on
 //! the signal the listener stops accepting, each connection finishes its in-flight requests, and
-//! `serve` returns when every connection has closed. The federation listener serves the same way
-//! over TLS (the handshake runs in the connection's task, within the header read timeout).
+//! `serve` returns when every connection has closed (or after `request_timeout_secs`, for peers
+//! that do not take part). The federation listener serves the same way over TLS (the handshake
+//! runs in the connection's task, within the header read timeout).
 
 use std::{future::Future, pin::pin, time::Duration};
 
@@ -82,7 +83,12 @@ pub async fn serve(
     }
     drop(close_rx);
     drop(listener);
-    close_tx.closed().await;
+    // No request outlives `request_timeout_secs`; a connection still open after it is a peer that
+    // does not take part in the shutdown (an HTTP/2 client that never acknowledges the GOAWAY).
+    let drain = Duration::from_secs(limits.request_timeout_secs);
+    if tokio::time::timeout(drain, close_tx.closed()).await.is_err() {
+        tracing::warn!("connections still open after the drain time are closed");
+    }
 }
 
 /// Serves one connection until it closes; on the shutdown signal it finishes its in-flight

@@ -4,7 +4,9 @@
 
 use relais_tests::{
     TestServer, enc,
-    federation::{FederatedServer, ScriptedServer, free_port, send_raw, start_federation},
+    federation::{
+        FederatedServer, ScriptedServer, free_port, https_client, send_raw, start_federation,
+    },
 };
 use reqwest::Method;
 use serde_json::json;
@@ -63,7 +65,9 @@ async fn a_server_signs_its_requests_and_the_other_verifies_them() {
     assert_eq!(profile["displayname"], "Bob of B", "{profile}");
 }
 
-#[tokio::test]
+// Multi-threaded: the HTTP/2 client must answer the server's shutdown (GOAWAY and ping) while
+// the test thread blocks in `restart`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tls_listener_shuts_down_and_comes_back_with_the_same_key() {
     let mut a = FederatedServer::start(&[]);
     let keys_path = "/_matrix/key/v2/server";
@@ -119,6 +123,34 @@ async fn signed_requests_are_verified() {
     send_raw(&a.federation_url, Method::GET, &path, None, Some("X-Matrix origin=x"))
         .await
         .err(401, "M_UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn keys_of_an_unreachable_server_come_from_a_notary() {
+    let notary = FederatedServer::start(&[]);
+    let scripted = ScriptedServer::start().await;
+    // The notary fetches and stores the scripted server's keys while it is up.
+    let query = format!("/_matrix/key/v2/query/{}", scripted.server_name);
+    notary.client().get(&query).await.ok();
+    scripted.stop_serving_keys();
+    tokio::task::yield_now().await;
+    let direct = format!("https://{}/_matrix/key/v2/server", scripted.server_name);
+    assert!(https_client().get(&direct).send().await.is_err(), "still reachable");
+    let a = FederatedServer::start(&[(
+        "RELAIS_FEDERATION__TRUSTED_KEY_SERVERS",
+        &format!("[\"{}\"]", notary.server_name),
+    )]);
+    // A cannot reach the scripted server: it gets the keys from the notary, checks both
+    // signatures, and countersigns them in turn.
+    let reply = a.client().get(&query).await.ok();
+    let keys = &reply["server_keys"][0];
+    assert_eq!(keys["server_name"], scripted.server_name.as_str(), "{reply}");
+    let signatures = keys["signatures"].as_object().expect("signatures");
+    assert!(signatures.contains_key(&scripted.server_name), "{reply}");
+    assert!(signatures.contains_key(&a.server_name), "{reply}");
+    // And it checks the scripted server's requests with them.
+    let reply = scripted.request(&a, Method::GET, &profile_path(&a), None).await;
+    assert!(![401, 403].contains(&reply.status), "signed request refused: {reply:?}");
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod bad_input;
 mod crash;
 mod e2ee;
 mod federation;
+mod federation_dag;
 mod federation_reads;
 mod federation_transport;
 mod limits;

@@ -184,7 +184,9 @@ pub async fn upload_signatures(
         for (target, signed_keys) in &req.body.signed_keys {
             for (key_id, signed) in signed_keys.iter() {
                 let result = if target.server_name() != services.globals.server_name {
-                    Err(KeyError::InvalidParam("this server does not federate yet".into()))
+                    Err(KeyError::InvalidParam(
+                        "signing the keys of another server's users is not supported".into(),
+                    ))
                 } else {
                     services.keys.add_signatures(caller, target, key_id, signed, &audience)
                 };

@@ -28,6 +28,7 @@ impl Services {
             .rooms
             .room_version(room_id)?
             .ok_or_else(|| MembershipError::UnknownRoom(room_id.to_owned()))?;
+        self.require_acl(room_id, origin)?;
         if !versions.contains(&version) {
             return Err(MembershipError::IncompatibleVersion(version));
         }

@@ -104,6 +104,16 @@ pub(super) fn membership_of(object: &CanonicalJsonObject) -> Option<&str> {
 }
 
 impl Services {
+    /// Refuses a server the room's ACL denies.
+    pub(super) fn require_acl(
+        &self,
+        room_id: &RoomId,
+        origin: &ServerName,
+    ) -> Result<(), MembershipError> {
+        self.check_server_acl(room_id, origin)
+            .map_err(|e| MembershipError::Forbidden(e.to_string()))
+    }
+
     pub(super) fn require_federating_user(
         &self,
         origin: &ServerName,
@@ -130,6 +140,7 @@ impl Services {
             .rooms
             .room_version(room_id)?
             .ok_or_else(|| MembershipError::UnknownRoom(room_id.to_owned()))?;
+        self.require_acl(room_id, origin)?;
         if !versions.contains(&version) {
             return Err(MembershipError::IncompatibleVersion(version));
         }
@@ -157,6 +168,7 @@ impl Services {
         user: &UserId,
     ) -> Result<(RoomVersionId, Box<RawJsonValue>), MembershipError> {
         self.require_federating_user(origin, user)?;
+        self.require_acl(room_id, origin)?;
         let (version, object) =
             self.rooms.event_template(room_id, user, &membership_template(user, "leave"))?;
         Ok((version, raw(&object)?))
@@ -176,6 +188,7 @@ impl Services {
             .rooms
             .room_version(room_id)?
             .ok_or_else(|| MembershipError::UnknownRoom(room_id.to_owned()))?;
+        self.require_acl(room_id, origin)?;
         let (id, object) = parse_pdu(pdu, &version)?;
         if id != *event_id {
             return Err(MembershipError::Invalid(format!(

@@ -49,6 +49,9 @@ pub enum PduError {
     /// The room refused it (authorization rules) or storing failed.
     #[error(transparent)]
     Room(#[from] RoomError),
+    /// The room's server ACL denies the origin.
+    #[error("{0}")]
+    Denied(String),
     /// Events it needs could not be obtained.
     #[error("missing events: {0}")]
     Missing(String),
@@ -124,6 +127,10 @@ impl Services {
             .ok_or_else(|| (None, PduError::UnknownRoom(room_id.clone())))?;
         let rules = rules_of(&version).map_err(|e| (None, e.into()))?;
         let event_id = event_id_of(&object, &rules).map_err(|e| (None, e.into()))?;
+        // A server the room's ACL denies sends nothing into it (`m.room.server_acl`).
+        if let Err(e) = self.check_server_acl(&room_id, origin) {
+            return Err((Some(event_id), PduError::Denied(e.to_string())));
+        }
         let result =
             self.accept_pdu(origin, &room_id, &version, event_id.clone(), object, true).await;
         match result {

@@ -234,7 +234,36 @@ impl Keys {
         let master = self
             .cross_signing_key(target, MASTER)?
             .ok_or_else(|| KeyError::InvalidParam(format!("{target} has no master key")))?;
-        let Some((master_id, public)) = verify::cross_signing_public_key(&master) else {
+        self.sign_master(caller, target, key_id, signed, &master)
+    }
+
+    /// Stores `caller`'s user-signing signature on the master key of `target`, a user of another
+    /// server whose current master key (`master`) their server just answered; seen only by
+    /// `caller`.
+    pub fn sign_remote_master(
+        &self,
+        caller: &UserId,
+        target: &UserId,
+        key_id: &str,
+        signed: &RawValue,
+        master: &Value,
+    ) -> Result<(), KeyError> {
+        let value: Value = serde_json::from_str(signed.get())
+            .map_err(|e| KeyError::InvalidParam(format!("invalid signed key: {e}")))?;
+        let _guard = self.lock.lock();
+        self.sign_master(caller, target, key_id, &value, master)
+    }
+
+    /// Stores `caller`'s user-signing signature on `target`'s master key `master`.
+    fn sign_master(
+        &self,
+        caller: &UserId,
+        target: &UserId,
+        key_id: &str,
+        signed: &Value,
+        master: &Value,
+    ) -> Result<(), KeyError> {
+        let Some((master_id, public)) = verify::cross_signing_public_key(master) else {
             return Err(KeyError::InvalidParam(format!("{target} has no usable master key")));
         };
         if public != key_id {
@@ -242,13 +271,30 @@ impl Keys {
                 "{key_id} is not the master key of {target}"
             )));
         }
-        let signature = self.by_own_key(caller, USER_SIGNING, &master, signed)?;
+        let signature = self.by_own_key(caller, USER_SIGNING, master, signed)?;
         let key = (caller.to_owned(), target.to_owned(), master_id);
         let mut merged = self.user_signatures.get(&key)?.map_or_else(|| json!({}), |Json(v)| v);
         verify::merge_signatures(&mut merged, &signature);
         let mut batch = Batch::default();
         batch.put(&self.user_signatures, &key, &Json(merged));
         Ok(self.write_with_private_change(caller, target, batch)?)
+    }
+
+    /// Adds `viewer`'s own signatures to `master`, the master key of `user` (a user of another
+    /// server, whose key their server answered).
+    pub fn merge_viewer_signatures(
+        &self,
+        viewer: &UserId,
+        user: &UserId,
+        master: &mut Value,
+    ) -> Result<(), StorageError> {
+        if let Some((master_id, _)) = verify::cross_signing_public_key(master) {
+            let key = (viewer.to_owned(), user.to_owned(), master_id);
+            if let Some(Json(own)) = self.user_signatures.get(&key)? {
+                verify::merge_signatures(master, &own);
+            }
+        }
+        Ok(())
     }
 
     /// `user`'s cross-signing keys as `viewer` sees them.

@@ -1,6 +1,6 @@
 //! Answering `keys/query` and `keys/claim`: stored keys with what the server adds (device
-//! display names, the viewer's own signatures) and `failures` for remote servers, which this
-//! server cannot reach until federation exists.
+//! display names, the viewer's own signatures) and `failures` for remote servers when this
+//! server does not federate.
 
 use std::collections::BTreeMap;
 
@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use super::super::{Services, rooms::pdu::to_raw};
 use crate::storage::StorageError;
 
-/// What `failures` says about a server this one cannot ask.
+/// What `failures` says about a server this one cannot ask (federation is disabled; when it is
+/// enabled, remote users are asked of their servers: `service/federation/remote.rs`).
 fn unreachable() -> Value {
-    json!({ "errcode": "M_UNKNOWN", "error": "this server does not federate yet" })
+    json!({ "errcode": "M_UNKNOWN", "error": "this server does not federate" })
 }
 
 impl Services {
