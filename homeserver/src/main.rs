@@ -27,7 +27,7 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Prints every client API route as JSON lines: method, path and auth scheme.
+    /// Prints every client and federation API route as JSON lines: method, path and auth scheme.
     Routes,
     /// Creates a local user (the server must not be running on the same database).
     CreateUser {
@@ -60,7 +60,13 @@ fn main() -> anyhow::Result<()> {
             println!("# configuration is valid");
         }
         Command::Routes => {
-            for route in route_table::route_table(relais_homeserver::api::client::routes) {
+            let routes = || {
+                (
+                    relais_homeserver::api::client::routes(),
+                    relais_homeserver::api::federation::routes(),
+                )
+            };
+            for route in route_table::route_table(routes) {
                 println!("{}", serde_json::to_string(&route).context("printing a route")?);
             }
         }

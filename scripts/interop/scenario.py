@@ -107,6 +107,18 @@ def scenario(owner, owner_server, guest, label):
     check("joined members", owner.members(room), guest.members(room))
 
 
+def versions(owner, owner_server, guest):
+    """`guest` joins rooms of every version `owner` creates, and talks in each."""
+    for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]:
+        room = owner.call("POST", "/_matrix/client/v3/createRoom",
+                          {"preset": "public_chat", "room_version": version})["room_id"]
+        guest.call("POST", f"/_matrix/client/v3/join/{q(room)}?via={q(owner_server)}", {})
+        guest.say(room, f"hello in v{version}")
+        owner.wait_for(room, lambda e: e.get("content", {}).get("body") == f"hello in v{version}",
+                       f"the message in a v{version} room")
+        print(f"  room version {version}: {guest.name} joined a {owner.name} room, its message arrived")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--relais", required=True)
@@ -119,6 +131,8 @@ def main():
     synapse = Client(args.synapse, "synapse").register(f"bruno{suffix}")
     scenario(relais, args.relais_name, synapse, "synapse-user-joins-relais-room")
     scenario(synapse, args.synapse_name, relais, "relais-user-joins-synapse-room")
+    print("room versions: a Relais user joins Synapse rooms of versions 1 to 12")
+    versions(synapse, args.synapse_name, relais)
     print("interop: all checks passed")
 
 

@@ -17,7 +17,8 @@ pub struct Route {
     /// The path template, parameters in braces (`/_matrix/client/v3/rooms/{room_id}/join`).
     pub path: String,
     /// The auth scheme of the request type: `access_token`, `access_token_optional`,
-    /// `appservice_token`, `appservice_token_optional`, `no_access_token` or `none`.
+    /// `appservice_token`, `appservice_token_optional`, `no_access_token`, `server_signatures`
+    /// (federation's `X-Matrix`) or `none`.
     pub auth: String,
 }
 

@@ -41,32 +41,81 @@ fn ephemeral<'a>(sync: &'a Value, room: &str) -> Vec<&'a Value> {
         .unwrap_or_default()
 }
 
-/// Self-signed device keys and one signed one-time key of a client's device, as clients sign
-/// them (canonical JSON: serde_json's sorted maps of strings).
+/// An ed25519 key that signs JSON objects as Matrix clients do.
+struct Signer(Ed25519Keypair);
+
+impl Signer {
+    fn new() -> Self {
+        Self(Ed25519Keypair::new())
+    }
+
+    fn public(&self) -> String {
+        self.0.public_key().to_base64()
+    }
+
+    /// Signs the canonical JSON of `object` without `signatures` and `unsigned` (serde_json's
+    /// sorted maps of strings and arrays: its compact form is canonical).
+    fn sign(&self, user: &str, key_id: &str, object: &mut Value) {
+        let mut content = object.clone();
+        let map = content.as_object_mut().expect("object");
+        map.remove("signatures");
+        map.remove("unsigned");
+        let canonical = serde_json::to_string(&content).expect("json");
+        object["signatures"][user][key_id] = json!(self.0.sign(canonical.as_bytes()).to_base64());
+    }
+}
+
+/// Self-signed device keys and one signed one-time key of a client's device.
 fn device_upload(user: &str, device: &str) -> Value {
-    let signer = Ed25519Keypair::new();
+    let signer = Signer::new();
     let key_id = format!("ed25519:{device}");
-    let sign = |object: &mut Value| {
-        let canonical = serde_json::to_string(&*object).expect("json");
-        object["signatures"] =
-            json!({ user: { key_id.clone(): signer.sign(canonical.as_bytes()).to_base64() } });
-    };
     let mut keys = json!({
         "user_id": user,
         "device_id": device,
         "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
         "keys": {
-            format!("curve25519:{device}"): Ed25519Keypair::new().public_key().to_base64(),
-            key_id.clone(): signer.public_key().to_base64(),
+            format!("curve25519:{device}"): Signer::new().public(),
+            key_id.clone(): signer.public(),
         },
     });
-    sign(&mut keys);
-    let mut one_time = json!({ "key": Ed25519Keypair::new().public_key().to_base64() });
-    sign(&mut one_time);
+    signer.sign(user, &key_id, &mut keys);
+    let mut one_time = json!({ "key": Signer::new().public() });
+    signer.sign(user, &key_id, &mut one_time);
     json!({
         "device_keys": keys,
         "one_time_keys": { "signed_curve25519:AAAAAQ": one_time },
     })
+}
+
+/// A user's master, self-signing and user-signing keys.
+struct CrossSigning {
+    master: Signer,
+    self_signing: Signer,
+    user_signing: Signer,
+}
+
+impl CrossSigning {
+    fn new() -> Self {
+        Self { master: Signer::new(), self_signing: Signer::new(), user_signing: Signer::new() }
+    }
+
+    fn key(&self, user: &str, usage: &str, signer: &Signer) -> Value {
+        let public = signer.public();
+        let mut key = json!({ "user_id": user, "usage": [usage], "keys": { format!("ed25519:{public}"): public } });
+        if usage != "master" {
+            self.master.sign(user, &format!("ed25519:{}", self.master.public()), &mut key);
+        }
+        key
+    }
+
+    /// The body of `keys/device_signing/upload`.
+    fn upload_body(&self, user: &str) -> Value {
+        json!({
+            "master_key": self.key(user, "master", &self.master),
+            "self_signing_key": self.key(user, "self_signing", &self.self_signing),
+            "user_signing_key": self.key(user, "user_signing", &self.user_signing),
+        })
+    }
 }
 
 /// A user ID and device ID of a client.
@@ -451,4 +500,59 @@ async fn federation_media_is_served_as_multipart() {
     // Unknown media is 404.
     let path = "/_matrix/federation/v1/media/download/nothinghere";
     signed_get(&scripted, &a, path).await.err(404, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn cross_signing_keys_and_signatures_of_another_server() {
+    let servers = start_federation(2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let (alice_id, _) = whoami(&alice).await;
+    let (bob_id, _) = whoami(&bob).await;
+    let path = "/_matrix/client/v3/keys/device_signing/upload";
+    let alice_cs = CrossSigning::new();
+    alice.post(path, alice_cs.upload_body(&alice_id)).await.ok();
+    let bob_cs = CrossSigning::new();
+    bob.post(path, bob_cs.upload_body(&bob_id)).await.ok();
+
+    // Bob's server has Alice's master and self-signing keys from A, never her user-signing key.
+    let query = json!({ "device_keys": { alice_id.clone(): [] } });
+    let seen = bob.post("/_matrix/client/v3/keys/query", query.clone()).await.ok();
+    let master = seen["master_keys"][&alice_id].clone();
+    assert_eq!(master["usage"], json!(["master"]), "{seen}");
+    assert!(seen["self_signing_keys"][&alice_id].is_object(), "{seen}");
+    assert!(seen["user_signing_keys"].get(&alice_id).is_none(), "{seen}");
+
+    // Bob verifies Alice: his user-signing signature on her master key is checked against the
+    // key A answers, kept on B, and shown to Bob only.
+    let usk_id = format!("ed25519:{}", bob_cs.user_signing.public());
+    let mut signed = master.clone();
+    bob_cs.user_signing.sign(&bob_id, &usk_id, &mut signed);
+    let sigs = "/_matrix/client/v3/keys/signatures/upload";
+    let reply = bob
+        .post(sigs, json!({ alice_id.clone(): { alice_cs.master.public(): signed } }))
+        .await
+        .ok();
+    assert!(reply["failures"].as_object().is_none_or(|f| f.is_empty()), "{reply}");
+    let by_bob = bob.post("/_matrix/client/v3/keys/query", query.clone()).await.ok();
+    assert!(
+        by_bob["master_keys"][&alice_id]["signatures"][&bob_id][&usk_id].is_string(),
+        "{by_bob}"
+    );
+    let by_alice = alice.post("/_matrix/client/v3/keys/query", query).await.ok();
+    assert!(by_alice["master_keys"][&alice_id]["signatures"].get(&bob_id).is_none(), "{by_alice}");
+
+    // A forged signature is refused.
+    let mut forged = master;
+    Signer::new().sign(&bob_id, &usk_id, &mut forged);
+    let reply = bob
+        .post(sigs, json!({ alice_id.clone(): { alice_cs.master.public(): forged } }))
+        .await
+        .ok();
+    assert_eq!(
+        reply["failures"][&alice_id][alice_cs.master.public()]["errcode"],
+        "M_INVALID_SIGNATURE",
+        "{reply}"
+    );
 }

@@ -7,6 +7,7 @@ use relais_tests::{
     federation::{
         FederatedServer, ScriptedServer, free_port, https_client, send_raw, start_federation,
     },
+    relais_binary,
 };
 use reqwest::Method;
 use serde_json::json;
@@ -201,4 +202,66 @@ async fn a_server_without_federation_refuses_signed_requests() {
     assert_eq!(body["errcode"], "M_FORBIDDEN", "{body}");
     // Its own keys are still served.
     server.client().get("/_matrix/key/v2/server").await.ok();
+}
+
+/// Every route whose scheme is `server_signatures` (listed by `relais routes`, so a new endpoint
+/// is covered without being added here) refuses unsigned and forged requests (401) and a
+/// stranger's (403), and gets past authentication with a valid signature (no 401).
+#[tokio::test]
+async fn every_signed_route_checks_the_signature_and_the_partners() {
+    let output = std::process::Command::new(relais_binary()).arg("routes").output().unwrap();
+    assert!(output.status.success());
+    let routes: Vec<(Method, String)> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|route| route["auth"] == "server_signatures")
+        .map(|route| {
+            let method = route["method"].as_str().unwrap().parse().unwrap();
+            (method, concrete(route["path"].as_str().unwrap()))
+        })
+        .collect();
+    assert!(routes.len() > 20, "only {} signed routes listed", routes.len());
+    let open = FederatedServer::start(&[]);
+    let partner = format!("[\"localhost:{}\"]", free_port());
+    let closed = FederatedServer::start(&[("RELAIS_FEDERATION__ALLOWED_SERVERS", &partner)]);
+    let scripted = ScriptedServer::start().await;
+    let mut failures = Vec::new();
+    for (method, path) in &routes {
+        let body = (*method != Method::GET).then(|| json!({}));
+        let body = body.as_ref();
+        let url = &open.federation_url;
+        let unsigned = send_raw(url, method.clone(), path, body, None).await;
+        let header = scripted.forged_x_matrix(&open.server_name, method, path, body);
+        let forged = send_raw(url, method.clone(), path, body, Some(&header)).await;
+        let stranger = scripted.request(&closed, method.clone(), path, body.cloned()).await;
+        for (who, reply, status, errcode) in [
+            ("unsigned", &unsigned, 401, "M_UNAUTHORIZED"),
+            ("forged", &forged, 401, "M_UNAUTHORIZED"),
+            ("stranger", &stranger, 403, "M_FORBIDDEN"),
+        ] {
+            if reply.status != status || reply.body["errcode"] != errcode {
+                failures.push(format!("{method} {path} {who}: {} {}", reply.status, reply.body));
+            }
+        }
+        let signed = scripted.request(&open, method.clone(), path, body.cloned()).await;
+        if signed.status == 401 {
+            failures.push(format!("{method} {path} signed: {} {}", signed.status, signed.body));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The path with every parameter filled with a valid segment.
+fn concrete(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').map_or(rest.len(), |e| start + e + 1);
+        out.push_str(&enc("!x:localhost"));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -83,7 +83,14 @@ pub async fn query(
     let s = services.clone();
     let requester = req.auth.user_id.clone();
     let mut response = blocking(move || Ok(s.query_keys(&requester, &local)?)).await?;
-    services.query_remote_keys(&req.body.device_keys, req.body.timeout, &mut response).await;
+    services
+        .query_remote_keys(
+            &req.auth.user_id,
+            &req.body.device_keys,
+            req.body.timeout,
+            &mut response,
+        )
+        .await;
     Ok(response)
 }
 
@@ -177,6 +184,15 @@ pub async fn upload_signatures(
     services: Arc<Services>,
     req: Ruma<upload_signatures::v3::Request>,
 ) -> ApiResult<upload_signatures::v3::Response> {
+    // Another server's user's master key is asked of their server, to check the signature on it.
+    let own = services.globals.server_name.clone();
+    let remote: Vec<_> =
+        req.body.signed_keys.keys().filter(|u| u.server_name() != own).cloned().collect();
+    let remote_masters = if remote.is_empty() || !services.federation_enabled() {
+        BTreeMap::new()
+    } else {
+        services.remote_master_keys(remote).await
+    };
     blocking(move || {
         let caller = &req.auth.user_id;
         let audience = services.key_audience(caller)?;
@@ -184,9 +200,14 @@ pub async fn upload_signatures(
         for (target, signed_keys) in &req.body.signed_keys {
             for (key_id, signed) in signed_keys.iter() {
                 let result = if target.server_name() != services.globals.server_name {
-                    Err(KeyError::InvalidParam(
-                        "signing the keys of another server's users is not supported".into(),
-                    ))
+                    match remote_masters.get(target) {
+                        Some(master) => {
+                            services.keys.sign_remote_master(caller, target, key_id, signed, master)
+                        }
+                        None => Err(KeyError::NotFound(format!(
+                            "the master key of {target} could not be had from its server"
+                        ))),
+                    }
                 } else {
                     services.keys.add_signatures(caller, target, key_id, signed, &audience)
                 };

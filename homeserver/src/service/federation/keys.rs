@@ -36,6 +36,9 @@ use crate::{
 /// Column families owned by the key store.
 pub const COLUMN_FAMILIES: &[&str] = &["servername_serverkeys"];
 
+/// The longest a fetched key is trusted for, whatever `valid_until_ts` it claims (the spec's
+/// rule for room versions 5 and later).
+const MAX_KEY_VALIDITY_MS: u64 = 7 * 24 * 3600 * 1000;
 /// How long a failed fetch is remembered before the server is asked again.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 /// The shortest time between two fetches of keys that are still valid (for a key ID the server
@@ -73,10 +76,12 @@ impl ServerKeys {
             .collect()
     }
 
-    /// Adds a checked key object: its current keys valid until its `valid_until_ts`, its old
-    /// keys until their `expired_ts`.
-    fn merge(&mut self, keys: &ServerSigningKeys, signed: String) {
-        let valid_until: u64 = keys.valid_until_ts.0.into();
+    /// Adds a checked key object fetched at `fetched_ms`: its current keys valid until its
+    /// `valid_until_ts` (at most [`MAX_KEY_VALIDITY_MS`] after the fetch), its old keys until
+    /// their `expired_ts`.
+    fn merge(&mut self, keys: &ServerSigningKeys, signed: String, fetched_ms: u64) {
+        let claimed: u64 = keys.valid_until_ts.0.into();
+        let valid_until = claimed.min(fetched_ms.saturating_add(MAX_KEY_VALIDITY_MS));
         for (id, key) in &keys.verify_keys {
             let entry = self
                 .keys
@@ -327,7 +332,7 @@ impl ServerKeyStore {
         }
         let mut keys = self.known(server)?.map(|k| (*k).clone()).unwrap_or_default();
         for (parsed, signed) in &objects {
-            keys.merge(parsed, signed.clone());
+            keys.merge(parsed, signed.clone(), now_ms());
         }
         self.table.put(&server.to_string(), &Json(keys.clone()))?;
         let keys = Arc::new(keys);
@@ -354,7 +359,7 @@ impl ServerKeyStore {
             _ => {
                 let (parsed, signed) = self.fetch_direct(notary).await?;
                 let mut keys = self.known(notary)?.map(|k| (*k).clone()).unwrap_or_default();
-                keys.merge(&parsed, signed);
+                keys.merge(&parsed, signed, now_ms());
                 self.table.put(&notary.to_string(), &Json(keys.clone()))?;
                 let valid = keys.valid_at(now_ms());
                 self.cache.lock().insert(notary.to_owned(), Arc::new(keys));
@@ -501,7 +506,7 @@ mod tests {
         let raw = signed_keys(server_name!("b.test"), &keypair, 5_000).expect("signed");
         let (parsed, signed) =
             check_key_object(server_name!("b.test"), raw.json().get(), None).expect("valid");
-        keys.merge(&parsed, signed);
+        keys.merge(&parsed, signed, 0);
         assert_eq!(keys.valid_at(4_000).len(), 1);
         assert!(keys.valid_at(6_000).is_empty());
         assert_eq!(keys.valid_until_ms, 5_000);
@@ -509,6 +514,14 @@ mod tests {
         assert!(satisfies(&keys, 4_000, &["ed25519:k1".to_owned()]));
         assert!(!satisfies(&keys, 4_000, &["ed25519:other".to_owned()]));
         assert!(!satisfies(&keys, 6_000, &[]));
+        // A key claimed valid for a year is trusted for a week after the fetch.
+        let year = 365 * 24 * 3600 * 1000;
+        let raw = signed_keys(server_name!("b.test"), &keypair, year).expect("signed");
+        let (parsed, signed) =
+            check_key_object(server_name!("b.test"), raw.json().get(), None).expect("valid");
+        keys.merge(&parsed, signed, 1_000);
+        assert_eq!(keys.valid_until_ms, 1_000 + MAX_KEY_VALIDITY_MS);
+        assert!(keys.valid_at(year).is_empty());
     }
 
     #[tokio::test]

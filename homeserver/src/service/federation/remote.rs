@@ -23,7 +23,7 @@ use ruma::{
 use serde_json::{Value, json};
 
 use super::FederationError;
-use crate::service::Services;
+use crate::service::{Services, rooms::pdu::to_raw};
 
 /// How long `keys/query` and `keys/claim` wait for other servers when the client names no
 /// timeout (the spec's default).
@@ -111,10 +111,12 @@ impl Services {
     }
 
     /// Asks the servers of the remote users in `wanted` for their device and cross-signing
-    /// keys, all at once, and merges the answers into `response`; a server that fails or does
-    /// not answer within `timeout` is listed in `failures`.
+    /// keys, all at once, and merges the answers into `response`, with `requester`'s own
+    /// signatures on their master keys; a server that fails or does not answer within `timeout`
+    /// is listed in `failures`.
     pub async fn query_remote_keys(
         &self,
+        requester: &UserId,
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
         timeout: Option<Duration>,
         response: &mut get_keys::v3::Response,
@@ -142,13 +144,59 @@ impl Services {
             response
                 .device_keys
                 .extend(answer.device_keys.into_iter().filter(|(user, _)| own(user)));
-            response
-                .master_keys
-                .extend(answer.master_keys.into_iter().filter(|(user, _)| own(user)));
+            for (user, master) in answer.master_keys {
+                if !own(&user) {
+                    continue;
+                }
+                let master = match serde_json::from_str::<Value>(master.json().get()) {
+                    Ok(mut value) => {
+                        if let Err(e) =
+                            self.keys.merge_viewer_signatures(requester, &user, &mut value)
+                        {
+                            tracing::error!(%user, error = %e, "reading own signatures failed");
+                        }
+                        to_raw(&value)
+                    }
+                    Err(_) => master,
+                };
+                response.master_keys.insert(user, master);
+            }
             response
                 .self_signing_keys
                 .extend(answer.self_signing_keys.into_iter().filter(|(user, _)| own(user)));
         }
+    }
+
+    /// The current master keys of remote `users`, asked of their servers (for signing them);
+    /// users whose server fails or has no master key for them are left out.
+    pub async fn remote_master_keys(
+        &self,
+        users: impl IntoIterator<Item = OwnedUserId>,
+    ) -> BTreeMap<OwnedUserId, Value> {
+        let wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>> =
+            users.into_iter().map(|u| (u, Vec::new())).collect();
+        let queries = by_server(&self.globals.server_name, &wanted).into_iter().map(
+            |(server, users)| async move {
+                let request = fed_get_keys::v1::Request::new(users);
+                (server.clone(), self.federation.client.send(&server, request).await)
+            },
+        );
+        let mut out = BTreeMap::new();
+        for (server, result) in join_all(queries).await {
+            match result {
+                Ok(answer) => {
+                    for (user, master) in answer.master_keys {
+                        if user.server_name() == server
+                            && let Ok(value) = serde_json::from_str(master.json().get())
+                        {
+                            out.insert(user, value);
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(%server, error = %e, "remote master keys unavailable"),
+            }
+        }
+        out
     }
 
     /// Claims one-time keys of remote users' devices from their servers, all at once, and

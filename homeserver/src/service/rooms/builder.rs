@@ -296,7 +296,7 @@ impl Rooms {
         let mut auth_events = Vec::new();
         for (kind, state_key) in &auth_types {
             if let Some(pdu) = self.lookup(state, kind, state_key)? {
-                auth_events.push(CanonicalJsonValue::String(pdu.event_id().to_string()));
+                auth_events.push(self.event_reference(&pdu, rules));
             }
         }
         let content = CanonicalJsonValue::try_from(template.content.clone())
@@ -307,15 +307,14 @@ impl Rooms {
 
         let mut object = CanonicalJsonObject::new();
         object.insert("auth_events".into(), CanonicalJsonValue::Array(auth_events));
-        object.insert(
-            "prev_events".into(),
-            CanonicalJsonValue::Array(
-                meta.extremities
-                    .iter()
-                    .map(|e| CanonicalJsonValue::String(e.to_string()))
-                    .collect(),
-            ),
-        );
+        let mut prev_events = Vec::with_capacity(meta.extremities.len());
+        for id in &meta.extremities {
+            match self.pdu(id)? {
+                Some(prev) => prev_events.push(self.event_reference(&prev, rules)),
+                None => prev_events.push(CanonicalJsonValue::String(id.to_string())),
+            }
+        }
+        object.insert("prev_events".into(), CanonicalJsonValue::Array(prev_events));
         object.insert("content".into(), content);
         object.insert(
             "depth".into(),
@@ -359,6 +358,15 @@ impl Rooms {
     ) -> Result<(CanonicalJsonObject, OwnedEventId, OwnedRoomId), RoomError> {
         let mut object = self.event_skeleton(meta, state, sender, template, rules, is_create)?;
         let derived_room_id = is_create && rules.authorization.room_create_event_id_as_room_id;
+        if rules.event_format.require_event_id {
+            // Room versions 1 and 2: the ID is chosen by the server and part of the event.
+            let id = format!("${}:{}", ruma::TransactionId::new(), self.globals.server_name);
+            object.insert("event_id".into(), CanonicalJsonValue::String(id));
+            object.insert(
+                "origin".into(),
+                CanonicalJsonValue::String(self.globals.server_name.to_string()),
+            );
+        }
         hash_and_sign_event(
             self.globals.server_name.as_str(),
             self.globals.keypair(),
@@ -377,8 +385,12 @@ impl Rooms {
             ruma::signatures::JsonError::PduTooLarge => RoomError::TooLarge(size),
             other => RoomError::Signing(other.to_string()),
         })?;
-        let event_id = OwnedEventId::try_from(format!("${hash}"))
-            .map_err(|e| RoomError::Signing(e.to_string()))?;
+        let event_id = if rules.event_format.require_event_id {
+            super::remote::event_id_of(&object, rules)?
+        } else {
+            OwnedEventId::try_from(format!("${hash}"))
+                .map_err(|e| RoomError::Signing(e.to_string()))?
+        };
         let room_id = if derived_room_id {
             OwnedRoomId::try_from(format!("!{hash}"))
                 .map_err(|e| RoomError::Signing(e.to_string()))?
@@ -386,6 +398,21 @@ impl Rooms {
             meta.room_id.clone()
         };
         Ok((object, event_id, room_id))
+    }
+
+    /// How an event names another in `prev_events` and `auth_events`: its ID, or in room
+    /// versions 1 and 2 the pair of its ID and its hashes.
+    fn event_reference(&self, event: &PduEvent, rules: &RoomVersionRules) -> CanonicalJsonValue {
+        let id = CanonicalJsonValue::String(event.event_id().to_string());
+        if !rules.event_format.require_event_id {
+            return id;
+        }
+        let hashes = event
+            .canonical_object()
+            .ok()
+            .and_then(|mut o| o.remove("hashes"))
+            .unwrap_or_else(|| CanonicalJsonValue::Object(CanonicalJsonObject::new()));
+        CanonicalJsonValue::Array(vec![id, hashes])
     }
 
     fn authorize(

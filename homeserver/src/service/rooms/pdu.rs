@@ -27,8 +27,10 @@ pub struct PduFields {
     #[serde(default)]
     pub state_key: Option<String>,
     /// The events this one follows in the room DAG.
+    #[serde(deserialize_with = "event_references")]
     pub prev_events: Vec<OwnedEventId>,
     /// The events that authorise this one.
+    #[serde(deserialize_with = "event_references")]
     pub auth_events: Vec<OwnedEventId>,
     /// For redactions in room versions before 11 (a top-level key).
     #[serde(default)]
@@ -237,4 +239,23 @@ impl ruma::state_res::Event for PduEvent {
     fn rejected(&self) -> bool {
         false
     }
+}
+
+/// Event references: plain IDs, or, in room versions 1 and 2, `[event_id, {hashes}]` pairs.
+fn event_references<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<OwnedEventId>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Reference {
+        Id(OwnedEventId),
+        Pair(OwnedEventId, serde::de::IgnoredAny),
+    }
+    let references = Vec::<Reference>::deserialize(deserializer)?;
+    Ok(references
+        .into_iter()
+        .map(|r| match r {
+            Reference::Id(id) | Reference::Pair(id, _) => id,
+        })
+        .collect())
 }

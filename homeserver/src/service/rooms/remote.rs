@@ -525,6 +525,11 @@ pub fn ids_of(object: &CanonicalJsonObject, field: &str) -> Vec<OwnedEventId> {
             .iter()
             .filter_map(|v| match v {
                 CanonicalJsonValue::String(s) => OwnedEventId::try_from(s.as_str()).ok(),
+                // Room versions 1 and 2: `[event_id, {hashes}]`.
+                CanonicalJsonValue::Array(pair) => match pair.first() {
+                    Some(CanonicalJsonValue::String(s)) => OwnedEventId::try_from(s.as_str()).ok(),
+                    _ => None,
+                },
                 _ => None,
             })
             .collect(),
