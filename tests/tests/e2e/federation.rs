@@ -344,8 +344,15 @@ async fn three_servers_share_a_space_and_a_restricted_room() {
 
     join_via(&bob, &space, &a.server_name).await;
     join_via(&carol, &space, &a.server_name).await;
-    // Bob's server learns of Carol's join from Alice's server, which passed it on, and sends
-    // Bob's message to Carol's server itself.
+    // Bob's server learns of Carol's join from Alice's server, which passed it on, and then
+    // sends Bob's message to Carol's server itself.
+    let carol_id = carol.user_id().await;
+    sync_until(&bob, 30, "carol's join relayed to bob's server", |r| {
+        timeline(r, &space)
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == carol_id.as_str())
+    })
+    .await;
     bob.say(&space, "s1", "hello both").await;
     wait_for_body(&carol, &space, "hello both").await;
     wait_for_body(&alice, &space, "hello both").await;
