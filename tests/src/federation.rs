@@ -77,12 +77,13 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("address").port()
 }
 
-/// The environment of a federating server listening for federation on `port`.
-pub fn federation_env(port: u16) -> Vec<(String, String)> {
+/// The environment of a federating server named `<host>:<port>` listening for federation on
+/// `port`.
+pub fn federation_env(host: &str, port: u16) -> Vec<(String, String)> {
     let pki = pki();
     let path = |p: &PathBuf| p.display().to_string();
     vec![
-        ("RELAIS_SERVER_NAME".into(), format!("localhost:{port}")),
+        ("RELAIS_SERVER_NAME".into(), format!("{host}:{port}")),
         ("RELAIS_FEDERATION__ENABLED".into(), "true".into()),
         ("RELAIS_FEDERATION__TLS__PORT".into(), port.to_string()),
         ("RELAIS_FEDERATION__TLS__ADDRESS".into(), "127.0.0.1".into()),
@@ -97,9 +98,9 @@ pub fn federation_env(port: u16) -> Vec<(String, String)> {
 pub struct FederatedServer {
     /// The server (its plaintext client API as usual).
     pub server: TestServer,
-    /// Its server name, `localhost:<federation port>`.
+    /// Its server name, `localhost:<federation port>` (or `127.0.0.1:<port>`).
     pub server_name: String,
-    /// Its federation base URL, `https://localhost:<federation port>`.
+    /// Its federation base URL, `https://<server name>`.
     pub federation_url: String,
 }
 
@@ -121,14 +122,20 @@ impl FederatedServer {
     /// first with [`free_port`] when servers must know each other's names before they start
     /// (`federation.allowed_servers`).
     pub fn start_on(port: u16, env: &[(&str, &str)]) -> Self {
-        let mut all = federation_env(port);
+        Self::start_named("localhost", port, env)
+    }
+
+    /// Starts a federating server named `<host>:<port>`: `localhost` or `127.0.0.1` (an IP
+    /// literal), the names the test certificate carries.
+    pub fn start_named(host: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        let mut all = federation_env(host, port);
         all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let server = TestServer::start_with(&all);
         Self {
             server,
-            server_name: format!("localhost:{port}"),
-            federation_url: format!("https://localhost:{port}"),
+            server_name: format!("{host}:{port}"),
+            federation_url: format!("https://{host}:{port}"),
         }
     }
 }

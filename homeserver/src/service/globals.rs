@@ -48,7 +48,7 @@ pub struct Globals {
     reserved: Mutex<u64>,
     in_flight: Mutex<BTreeSet<u64>>,
     /// The latest position of each [`ChangeKind`], indexed by the kind.
-    last_change: [AtomicU64; 2],
+    last_change: [AtomicU64; 3],
     keypair: Ed25519KeyPair,
     last_create_ts: AtomicU64,
 }
@@ -91,7 +91,11 @@ impl Globals {
             in_flight: Mutex::new(BTreeSet::new()),
             // Changes before this start are not tracked in memory: count them as recent, so that
             // a client syncing from before the restart gets the full computation.
-            last_change: [AtomicU64::new(reserved), AtomicU64::new(reserved)],
+            last_change: [
+                AtomicU64::new(reserved),
+                AtomicU64::new(reserved),
+                AtomicU64::new(reserved),
+            ],
             keypair,
             last_create_ts: AtomicU64::new(0),
         })
@@ -166,6 +170,8 @@ pub enum ChangeKind {
     Membership = 0,
     /// Someone's device list or cross-signing keys changed, publicly or for one viewer.
     DeviceKeys = 1,
+    /// Someone's presence changed.
+    Presence = 2,
 }
 
 /// A stream position being written; dropping it makes the position visible.

@@ -7,7 +7,11 @@ use parking_lot::Mutex;
 use ruma::{OwnedUserId, UserId, presence::PresenceState};
 use serde_json::{Value, json};
 
-use super::{ephemeral::now_ms, globals::Globals, notifier::Notifier};
+use super::{
+    ephemeral::now_ms,
+    globals::{ChangeKind, Globals},
+    notifier::Notifier,
+};
 use crate::storage::StorageError;
 
 /// A user's presence.
@@ -57,6 +61,7 @@ impl PresenceService {
         }
         let pending = self.globals.next_count()?;
         let count = pending.count;
+        self.globals.note_change(ChangeKind::Presence, count);
         {
             let mut users = self.users.lock();
             let previous_msg = users.get(user).and_then(|p| p.status_msg.clone());

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::{
     Services, filters,
+    globals::ChangeKind,
     rooms::{
         RoomError,
         membership::MembershipEntry,
@@ -75,6 +76,9 @@ impl Services {
             }
         }
 
+        // The members of every joined room are gathered only to look up their presence: skip it
+        // when no presence changed after `since` (it costs rooms x members per sync).
+        let presence_changed = self.globals.changed_since(ChangeKind::Presence, since);
         let mut audience: BTreeSet<OwnedUserId> = BTreeSet::new();
         for (room_id, entry) in self.rooms.rooms_of(&req.user)? {
             if entry.since > upto {
@@ -90,7 +94,9 @@ impl Services {
                     if let Some(joined) = self.joined_room(req, &room_id, &entry, upto, data)? {
                         response.rooms.join.insert(room_id.clone(), joined);
                     }
-                    audience.extend(self.rooms.joined_members(&room_id)?);
+                    if presence_changed {
+                        audience.extend(self.rooms.joined_members(&room_id)?);
+                    }
                 }
                 MembershipState::Invite if entry.count > since => {
                     let mut invited = InvitedRoom::new();
@@ -116,7 +122,9 @@ impl Services {
             }
         }
 
-        audience.insert(req.user.clone());
+        if presence_changed {
+            audience.insert(req.user.clone());
+        }
         for user in &audience {
             if let Some(event) = self.presence.event_since(user, since, upto) {
                 response.presence.events.push(to_raw(&event));

@@ -497,6 +497,43 @@ async fn federation_media_is_served_as_multipart() {
     assert!(content_type.starts_with("multipart/mixed"), "{content_type}");
     let body = response.text().await.expect("body");
     assert!(body.contains("{\"hello\":1}"), "{body}");
+    // A thumbnail of an image, made by the media's server.
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+        64,
+        48,
+        image::Rgba([200, 10, 10, 255]),
+    ))
+    .write_to(&mut png, image::ImageFormat::Png)
+    .expect("png");
+    let uploaded = reqwest::Client::new()
+        .post(format!("{}/_matrix/media/v3/upload", alice.url))
+        .bearer_auth(alice.token.as_deref().expect("token"))
+        .header("content-type", "image/png")
+        .body(png.into_inner())
+        .send()
+        .await
+        .expect("upload");
+    let uploaded: Value = uploaded.json().await.expect("json");
+    let image_id = uploaded["content_uri"].as_str().expect("uri").rsplit('/').next().expect("id");
+    let path = format!(
+        "/_matrix/federation/v1/media/thumbnail/{image_id}?width=32&height=32&method=scale"
+    );
+    let header = scripted.x_matrix(&a.server_name, &Method::GET, &path, None);
+    let response = https_client()
+        .get(format!("{}{path}", a.federation_url))
+        .header("Authorization", header)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let body = response.bytes().await.expect("body");
+    let text = String::from_utf8_lossy(&body).to_lowercase();
+    assert!(text.contains("content-type: image/"), "{text}");
+    let png = body.windows(4).any(|w| w == b"\x89PNG");
+    let jpeg = body.windows(3).any(|w| w == [0xFF, 0xD8, 0xFF]);
+    assert!(png || jpeg, "the second part is an image");
+
     // Unknown media is 404.
     let path = "/_matrix/federation/v1/media/download/nothinghere";
     signed_get(&scripted, &a, path).await.err(404, "M_NOT_FOUND");

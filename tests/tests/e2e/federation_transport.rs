@@ -127,6 +127,39 @@ async fn signed_requests_are_verified() {
 }
 
 #[tokio::test]
+async fn an_ip_literal_server_name_is_reached_directly() {
+    let a = FederatedServer::start(&[]);
+    let b = FederatedServer::start_named("127.0.0.1", free_port(), &[]);
+    // A reaches B at its IP address, whose certificate carries it.
+    let reply = a.client().get(&format!("/_matrix/key/v2/query/{}", b.server_name)).await.ok();
+    assert_eq!(reply["server_keys"][0]["server_name"], b.server_name.as_str(), "{reply}");
+    // And B reaches A to check A's signed requests.
+    let bob = b.register("bob").await;
+    let bob_id = bob.user_id().await;
+    let alice = a.register("alice").await;
+    let path = format!("/_matrix/client/v3/profile/{}", enc(&bob_id));
+    bob.put(&format!("{path}/displayname"), json!({ "displayname": "Bob" })).await.ok();
+    assert_eq!(alice.get(&path).await.ok()["displayname"], "Bob");
+}
+
+#[tokio::test]
+async fn certificates_are_checked_unless_turned_off() {
+    let b = FederatedServer::start(&[]);
+    let query = format!("/_matrix/key/v2/query/{}", b.server_name);
+    // Without the test CA among its roots, A refuses B's certificate: no keys.
+    let strict = FederatedServer::start(&[("RELAIS_FEDERATION__TLS__CA_FILE", "")]);
+    let reply = strict.client().get(&query).await.ok();
+    assert_eq!(reply["server_keys"], json!([]), "{reply}");
+    // With the check turned off (tests only), the same certificate is accepted.
+    let lax = FederatedServer::start(&[
+        ("RELAIS_FEDERATION__TLS__CA_FILE", ""),
+        ("RELAIS_FEDERATION__TLS__VERIFY_CERTIFICATES", "false"),
+    ]);
+    let reply = lax.client().get(&query).await.ok();
+    assert_eq!(reply["server_keys"][0]["server_name"], b.server_name.as_str(), "{reply}");
+}
+
+#[tokio::test]
 async fn keys_of_an_unreachable_server_come_from_a_notary() {
     let notary = FederatedServer::start(&[]);
     let scripted = ScriptedServer::start().await;

@@ -14,6 +14,7 @@ mod crash;
 mod e2ee;
 mod federation;
 mod federation_dag;
+mod federation_e2ee;
 mod federation_reads;
 mod federation_transport;
 mod limits;

@@ -231,7 +231,9 @@ pub async fn invite(
     let sender = req.auth.user_id.clone();
     services.policy_checks.user_may_invite(&sender, &invitee, &req.body.room_id).await?;
     if invitee.server_name() != services.config.server_name && services.config.federation.enabled {
-        services.invite_remote(&sender, &req.body.room_id, &invitee, reason.as_deref()).await?;
+        services
+            .invite_remote(&sender, &req.body.room_id, &invitee, reason.as_deref(), false)
+            .await?;
         return Ok(invite_user::v3::Response::new());
     }
     blocking(move || {

@@ -76,9 +76,27 @@ pub async fn create_room(
     // Invites and publication are checked once the room has an ID, as when they come later; a
     // refusal leaves the room created without them and is the answer.
     check_invites_and_publication(&services, &creator, &room_id, &request).await?;
-    let (s, id) = (services.clone(), room_id.clone());
-    super::membership::blocking(move || Ok(s.rooms.invite_and_publish(&id, &creator, &request)?))
+    // Users of other servers are invited over federation, after the local invites.
+    let server = &services.config.server_name;
+    let remote: Vec<ruma::OwnedUserId> = if services.config.federation.enabled {
+        request.invite.iter().filter(|u| u.server_name() != server).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    let local_request = if remote.is_empty() {
+        request.clone()
+    } else {
+        let mut local = (*request).clone();
+        local.invite.retain(|u| u.server_name() == server);
+        Arc::new(local)
+    };
+    let is_direct = request.is_direct;
+    let (s, id, c) = (services.clone(), room_id.clone(), creator.clone());
+    super::membership::blocking(move || Ok(s.rooms.invite_and_publish(&id, &c, &local_request)?))
         .await?;
+    for invitee in remote {
+        services.invite_remote(&creator, &room_id, &invitee, None, is_direct).await?;
+    }
     Ok(create_room::v3::Response::new(room_id))
 }
 

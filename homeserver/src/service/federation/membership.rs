@@ -577,10 +577,14 @@ impl Services {
         room_id: &RoomId,
         invitee: &UserId,
         reason: Option<&str>,
+        is_direct: bool,
     ) -> Result<(), MembershipError> {
         let mut template = membership_template(invitee, "invite");
         if let Some(reason) = reason {
             template.content["reason"] = reason.into();
+        }
+        if is_direct {
+            template.content["is_direct"] = true.into();
         }
         let (version, mut object) = self.rooms.event_template(room_id, sender, &template)?;
         if version_has_origin(&version) {

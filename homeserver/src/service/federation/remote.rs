@@ -1,6 +1,6 @@
-//! Questions local clients ask about other servers' users, aliases and directories, answered by
-//! asking those servers: profiles, room aliases, public room directories, device keys and
-//! one-time keys. Used only when `federation.enabled`; the client handlers answer as before
+//! Questions local clients ask about other servers' users, aliases, directories and media,
+//! answered by asking those servers: profiles, room aliases, public room directories, device keys
+//! and one-time keys, media downloads and thumbnails. Used only when `federation.enabled`; the client handlers answer as before
 //! otherwise.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -23,7 +23,7 @@ use ruma::{
 use serde_json::{Value, json};
 
 use super::FederationError;
-use crate::service::{Services, rooms::pdu::to_raw};
+use crate::service::{Services, media::content_type, rooms::pdu::to_raw};
 
 /// How long `keys/query` and `keys/claim` wait for other servers when the client names no
 /// timeout (the spec's default).
@@ -197,6 +197,50 @@ impl Services {
             }
         }
         out
+    }
+
+    /// A remote server's media, or a thumbnail of it (`thumbnail`: width, height, method,
+    /// animated), asked of that server over authenticated federation media. Nothing is kept
+    /// here. A server answering with a redirect to another URL is refused: following it would
+    /// let any server make this one fetch any address.
+    pub async fn remote_media(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        thumbnail: Option<(UInt, UInt, Option<ruma::media::Method>, Option<bool>)>,
+        timeout: Duration,
+    ) -> Result<crate::service::media::Content, FederationError> {
+        use ruma::api::federation::authenticated_media::{
+            FileOrLocation, get_content, get_content_thumbnail,
+        };
+        let content = match thumbnail {
+            None => {
+                let mut request = get_content::v1::Request::new(media_id.to_owned());
+                request.timeout_ms = timeout;
+                self.federation.client.send(server, request).await?.content
+            }
+            Some((width, height, method, animated)) => {
+                let mut request =
+                    get_content_thumbnail::v1::Request::new(media_id.to_owned(), width, height);
+                request.method = method;
+                request.animated = animated;
+                request.timeout_ms = timeout;
+                self.federation.client.send(server, request).await?.content
+            }
+        };
+        match content {
+            FileOrLocation::File(file) => Ok(crate::service::media::Content {
+                bytes: file.file,
+                content_type: content_type::sanitize(file.content_type.as_deref()),
+                filename: content_type::sanitize_filename(
+                    file.content_disposition.as_ref().and_then(|d| d.filename.as_deref()),
+                ),
+            }),
+            _ => Err(FederationError::InvalidResponse {
+                server: server.to_owned(),
+                reason: "the media is served elsewhere (a redirect), which is not followed".into(),
+            }),
+        }
     }
 
     /// Claims one-time keys of remote users' devices from their servers, all at once, and
