@@ -71,10 +71,31 @@ pub fn pki() -> &'static Pki {
     })
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked: bind it soon).
+/// The ports [`free_port`] hands out: below the kernel's ephemeral range (32768 and up on
+/// Linux), so that no listener on port 0 and no outgoing connection takes one between the pick
+/// and the server's bind.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free TCP port on 127.0.0.1, never the same twice in a test process. The walk starts at a
+/// point drawn from the process ID and the clock, so concurrent test processes rarely meet.
 pub fn free_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("address").port()
+    static NEXT: OnceLock<std::sync::atomic::AtomicU32> = OnceLock::new();
+    let span = u32::from(PORTS.end - PORTS.start);
+    let next = NEXT.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        std::sync::atomic::AtomicU32::new(std::process::id().wrapping_mul(7919) ^ nanos)
+    });
+    for _ in 0..span {
+        let offset = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+        let port = PORTS.start + u16::try_from(offset).expect("offset below the span");
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
 /// The environment of a federating server named `<host>:<port>` listening for federation on

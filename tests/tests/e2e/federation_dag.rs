@@ -201,3 +201,25 @@ async fn a_server_denied_by_the_room_acl_is_ignored() {
         alice.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room))).await.ok();
     assert!(members["joined"].get(&dave_id).is_none(), "{members}");
 }
+
+#[tokio::test]
+async fn history_from_before_the_join_is_backfilled() {
+    let servers = start_federation(2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat", "name": "Archive" })).await;
+    for i in 0..15 {
+        alice.say(&room, &format!("old{i}"), &format!("old {i}")).await;
+    }
+    join_via(&bob, &room, &a.server_name).await;
+    // Bob's server had none of it; paging back fetches it from Alice's server, in order.
+    let bodies = history(&bob, &room).await;
+    let expected: Vec<String> = (0..15).map(|i| format!("old {i}")).collect();
+    assert_eq!(bodies, expected);
+    // Paging again fetches nothing twice.
+    assert_eq!(history(&bob, &room).await, expected);
+    // New messages still arrive after the history.
+    alice.say(&room, "new", "new 0").await;
+    until_history(&bob, &room, "the new message", |b| b.last().is_some_and(|l| l == "new 0")).await;
+}

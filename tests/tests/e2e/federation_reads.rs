@@ -593,3 +593,20 @@ async fn cross_signing_keys_and_signatures_of_another_server() {
         "{reply}"
     );
 }
+
+#[tokio::test]
+async fn another_servers_media_is_fetched_over_federation() {
+    let servers = start_federation(2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let uploaded =
+        alice.raw(Method::POST, "/_matrix/media/v3/upload", "{\"from\":\"A\"}").await.ok();
+    let uri = uploaded["content_uri"].as_str().expect("content_uri");
+    let media = uri.strip_prefix("mxc://").expect("mxc");
+    // Bob's server asks Alice's for it.
+    let fetched = bob.get(&format!("/_matrix/client/v1/media/download/{media}")).await.ok();
+    assert_eq!(fetched, json!({ "from": "A" }));
+    let unknown = format!("/_matrix/client/v1/media/download/{}/nothinghere", a.server_name);
+    bob.get(&unknown).await.err(404, "M_NOT_FOUND");
+}

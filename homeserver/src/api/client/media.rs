@@ -2,7 +2,8 @@
 //!
 //! - `POST /_matrix/media/v3/upload`; `POST /_matrix/media/v1/create` then
 //!   `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}` (asynchronous upload).
-//! - `GET /_matrix/client/v1/media/config|download|thumbnail/...`: authenticated media (v1.11).
+//! - `GET /_matrix/client/v1/media/config|download|thumbnail/...`: authenticated media (v1.11);
+//!   another server's media are asked of it over federation (not kept here).
 //! - `GET /_matrix/media/v3/config|download|thumbnail/...`: the legacy endpoints, without
 //!   authentication. Media uploaded while `media.freeze_unauthenticated` is on (the default, as
 //!   Synapse's `enable_authenticated_media`) answer `404 M_NOT_FOUND` there: the spec's freeze.
@@ -162,16 +163,26 @@ pub(crate) fn disposition(content: &Content, filename: Option<String>) -> Conten
     ContentDisposition::new(kind).with_filename(filename.or_else(|| content.filename.clone()))
 }
 
+/// Whether media of `server` is asked of that server (authenticated federation media, not kept
+/// here): another server's, when this one federates.
+fn is_remote(services: &Services, server: &ruma::ServerName) -> bool {
+    server != services.globals.server_name && services.federation_enabled()
+}
+
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`
 pub async fn download(
     services: Arc<Services>,
     req: Ruma<auth_get_content::v1::Request>,
 ) -> ApiResult<auth_get_content::v1::Response> {
     let body = req.body;
-    let content = services
-        .media
-        .download(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms)
-        .await?;
+    let content = if is_remote(&services, &body.server_name) {
+        services.remote_media(&body.server_name, &body.media_id, None, body.timeout_ms).await?
+    } else {
+        services
+            .media
+            .download(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms)
+            .await?
+    };
     let disposition = disposition(&content, None);
     Ok(auth_get_content::v1::Response::new(content.bytes, content.content_type, disposition))
 }
@@ -182,10 +193,14 @@ pub async fn download_as(
     req: Ruma<auth_get_content_as_filename::v1::Request>,
 ) -> ApiResult<auth_get_content_as_filename::v1::Response> {
     let body = req.body;
-    let content = services
-        .media
-        .download(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms)
-        .await?;
+    let content = if is_remote(&services, &body.server_name) {
+        services.remote_media(&body.server_name, &body.media_id, None, body.timeout_ms).await?
+    } else {
+        services
+            .media
+            .download(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms)
+            .await?
+    };
     let disposition = disposition(&content, content_type::sanitize_filename(Some(&body.filename)));
     Ok(auth_get_content_as_filename::v1::Response::new(
         content.bytes,
@@ -257,16 +272,23 @@ pub async fn thumbnail(
 ) -> ApiResult<auth_get_content_thumbnail::v1::Response> {
     let body = req.body;
     let request = thumbnail_request(body.width, body.height, body.method.as_ref(), body.animated)?;
-    let content = services
-        .media
-        .thumbnail(
-            &body.server_name,
-            &body.media_id,
-            Access::Authenticated,
-            request,
-            body.timeout_ms,
-        )
-        .await?;
+    let content = if is_remote(&services, &body.server_name) {
+        let size = (body.width, body.height, body.method.clone(), body.animated);
+        services
+            .remote_media(&body.server_name, &body.media_id, Some(size), body.timeout_ms)
+            .await?
+    } else {
+        services
+            .media
+            .thumbnail(
+                &body.server_name,
+                &body.media_id,
+                Access::Authenticated,
+                request,
+                body.timeout_ms,
+            )
+            .await?
+    };
     let disposition = thumbnail_disposition(&content);
     Ok(auth_get_content_thumbnail::v1::Response::new(
         content.bytes,

@@ -239,6 +239,32 @@ pub async fn messages(
 ) -> ApiResult<get_message_events::v3::Response> {
     let user = req.auth.user_id;
     let body = req.body;
+    if body.dir == Direction::Backward
+        && services.config.federation.enabled
+        && services.rooms.is_joined(&body.room_id, &user)?
+    {
+        // Paging back past the oldest event here: ask the room's other servers for more.
+        let limit = u32::try_from(u64::from(body.limit)).unwrap_or(10).clamp(1, 100);
+        let (s, room) = (services.clone(), body.room_id.clone());
+        let from = body.from.clone();
+        let short_page = blocking(move || -> ApiResult<bool> {
+            let Some((shortroomid, _)) = s.rooms.meta(&room)? else { return Ok(false) };
+            let upto = s.globals.visible_count();
+            let from = from.and_then(|t| t.parse().ok()).unwrap_or(upto + 1);
+            let page = s.rooms.timeline_page(
+                shortroomid,
+                from,
+                timeline::Direction::Backward,
+                limit as usize,
+                upto,
+            )?;
+            Ok(page.len() < limit as usize)
+        })
+        .await?;
+        if short_page {
+            services.backfill(&body.room_id, limit).await;
+        }
+    }
     blocking(move || {
         let Some((shortroomid, _)) = services.rooms.meta(&body.room_id)? else {
             return Err(ApiError::NotFound(format!(

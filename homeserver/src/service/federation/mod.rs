@@ -4,6 +4,7 @@
 //!
 //! The PDU pipeline, joins, the transaction sender and the read endpoints build on these.
 
+pub mod backfill;
 pub mod client;
 pub mod edu;
 pub mod keys;

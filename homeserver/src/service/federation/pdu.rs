@@ -57,6 +57,12 @@ pub enum PduError {
     Missing(String),
 }
 
+impl From<crate::storage::StorageError> for PduError {
+    fn from(error: crate::storage::StorageError) -> Self {
+        Self::Room(error.into())
+    }
+}
+
 /// An event parsed and checked for its signatures and hash.
 #[derive(Clone, Debug)]
 pub struct VerifiedPdu {

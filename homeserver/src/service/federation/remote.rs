@@ -1,7 +1,7 @@
 //! Questions local clients ask about other servers' users, aliases, directories and media,
 //! answered by asking those servers: profiles, room aliases, public room directories, device keys
-//! and one-time keys, media downloads and thumbnails. Used only when `federation.enabled`; the client handlers answer as before
-//! otherwise.
+//! and one-time keys, media downloads and thumbnails. Used only when `federation.enabled`; the
+//! client handlers answer as before otherwise.
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -181,6 +181,61 @@ impl Rooms {
         Ok(())
     }
 
+    /// The oldest event of a room's timeline here, with its position.
+    pub fn earliest_event(&self, room_id: &RoomId) -> Result<Option<Arc<PduEvent>>, RoomError> {
+        let Some(shortroomid) = self.shortroomid(room_id)? else { return Ok(None) };
+        match self.timeline.scan_prefix(&shortroomid)?.next() {
+            Some(entry) => {
+                let (_, short) = entry?;
+                self.pdu_by_short(short)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stores an event of the room's history from before this server joined (backfill). It goes
+    /// before every event of the room's timeline here, at a position below theirs, so `/sync`
+    /// never shows it as new while `/messages` pages into it. Its state is taken as the earliest
+    /// state known here; it changes neither the room's state nor its memberships. Returns
+    /// whether it was stored (false: known already, or no position is left below).
+    pub fn store_backfilled(
+        &self,
+        room_id: &RoomId,
+        event_id: &OwnedEventId,
+        object: &CanonicalJsonObject,
+    ) -> Result<bool, RoomError> {
+        let lock = self.room_lock(room_id);
+        let _guard = lock.lock();
+        if self.is_in_timeline(event_id)? {
+            return Ok(false);
+        }
+        let Some(earliest) = self.earliest_event(room_id)? else { return Ok(false) };
+        let Some(shortroomid) = self.shortroomid(room_id)? else { return Ok(false) };
+        let Some(count) = earliest.stored.count.checked_sub(1).filter(|c| *c > 0) else {
+            return Ok(false);
+        };
+        let mut stored = outlier_record(room_id, event_id, object)?;
+        stored.count = count;
+        stored.state_before = earliest.stored.state_before;
+        stored.state_after = earliest.stored.state_before;
+        let mut batch = Batch::default();
+        let short = match self.short.shorteventid(event_id)? {
+            Some(short) => short,
+            None => {
+                let short = self.globals.next_short_id()?;
+                self.short.put_event(&mut batch, event_id, short);
+                short
+            }
+        };
+        let pdu = PduEvent::from_stored(stored.clone())?;
+        batch.put(&self.pdus, &short, &Json(stored));
+        batch.put(&self.timeline, &(shortroomid, count), &short);
+        self.queue_relation(&mut batch, &pdu, count, short)?;
+        self.pdus.db().write(batch)?;
+        self.pdu_cache.lock().put(short, pdu);
+        Ok(true)
+    }
+
     /// Whether an event has a place in the room's DAG here (not an outlier).
     pub fn is_in_timeline(&self, event_id: &OwnedEventId) -> Result<bool, RoomError> {
         Ok(self.pdu(event_id)?.is_some_and(|p| p.stored.count > 0))
