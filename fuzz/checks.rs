@@ -90,6 +90,7 @@ pub fn pdu(data: &[u8]) {
         replaces_state: None,
         transaction: None,
         redacted_by: None,
+        relay: false,
         json,
     };
     let Ok(pdu) = PduEvent::from_stored(stored) else { return };

@@ -19,10 +19,16 @@ use parking_lot::{Condvar, Mutex};
 use super::{Db, StorageError};
 
 thread_local! {
-    /// How many [`SyncScope`]s are open on this thread.
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The database of this thread's innermost open [`SyncScope`] (its address; 0 if none): only
+    /// writes to that database are deferred, so a scope never waits for another database's fsync.
+    static SCOPE: Cell<usize> = const { Cell::new(0) };
     /// The ticket of the last deferred write of this thread's innermost open scope.
     static TICKET: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The identity of a database in [`SCOPE`].
+fn address(db: &Db) -> usize {
+    std::ptr::from_ref(db) as usize
 }
 
 /// The shared WAL syncer of a database.
@@ -44,9 +50,9 @@ struct SyncState {
 }
 
 impl GroupSync {
-    /// Whether the calling thread is inside a [`SyncScope`].
-    pub(super) fn deferring() -> bool {
-        DEPTH.with(Cell::get) > 0
+    /// Whether the calling thread is inside a [`SyncScope`] of `db`.
+    pub(super) fn deferring(db: &Db) -> bool {
+        SCOPE.with(Cell::get) == address(db)
     }
 
     /// Records a deferred write that has just completed, for the calling thread's scope.
@@ -91,7 +97,8 @@ impl GroupSync {
 #[must_use = "commit the scope to wait for the writes to be durable"]
 pub struct SyncScope<'a> {
     db: &'a Db,
-    /// The enclosing scope's ticket, restored when this one ends.
+    /// The enclosing scope's database and ticket, restored when this one ends.
+    outer_scope: usize,
     outer_ticket: u64,
     ended: bool,
     /// The scope lives in thread-local state: it must end on the thread that opened it.
@@ -100,18 +107,24 @@ pub struct SyncScope<'a> {
 
 impl<'a> SyncScope<'a> {
     pub(super) fn open(db: &'a Db) -> Self {
-        DEPTH.with(|d| d.set(d.get() + 1));
+        let outer_scope = SCOPE.with(|s| s.replace(address(db)));
         let outer_ticket = TICKET.with(|t| t.replace(0));
-        Self { db, outer_ticket, ended: false, _not_send: PhantomData }
+        Self { db, outer_scope, outer_ticket, ended: false, _not_send: PhantomData }
     }
 
     /// Ends the scope and returns the ticket of its last deferred write (0 if none). An
-    /// enclosing scope inherits it, so that its own commit covers these writes too.
+    /// enclosing scope of the same database inherits it, so that its own commit covers these
+    /// writes too.
     fn end(&mut self) -> u64 {
         self.ended = true;
-        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        SCOPE.with(|s| s.set(self.outer_scope));
         let ticket = TICKET.with(Cell::get);
-        TICKET.with(|t| t.set(self.outer_ticket.max(ticket)));
+        let inherited = if self.outer_scope == address(self.db) {
+            self.outer_ticket.max(ticket)
+        } else {
+            self.outer_ticket
+        };
+        TICKET.with(|t| t.set(inherited));
         ticket
     }
 
@@ -178,7 +191,7 @@ mod tests {
         assert_eq!(table.get(&1).expect("get"), Some(10));
         scope.commit().expect("commit");
         assert_eq!(db.group_sync.state.lock().synced, 2);
-        assert_eq!(DEPTH.with(Cell::get), 0);
+        assert_eq!(SCOPE.with(Cell::get), 0);
         // Outside a scope, writes are synced by RocksDB itself and take no ticket.
         table.put(&3, &30).expect("put");
         assert_eq!(db.group_sync.written.load(Ordering::SeqCst), 2);
@@ -223,6 +236,20 @@ mod tests {
         }
         assert_eq!(db.group_sync.state.lock().synced, 160);
         db.wait_deferred_writes().expect("nothing left to sync");
+    }
+
+    #[test]
+    fn a_scope_defers_only_its_own_database() {
+        let (dir_a, dir_b) =
+            (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let (a, b) = (open(dir_a.path(), true), open(dir_b.path(), true));
+        let table_b: crate::storage::Table<u64, u64> = b.table("t").expect("table");
+        let scope = a.defer_sync();
+        // Synced by RocksDB at once: no ticket, and `a`'s commit does not wait for `b`.
+        table_b.put(&1, &1).expect("put");
+        assert_eq!(b.group_sync.written.load(Ordering::SeqCst), 0);
+        assert_eq!(TICKET.with(Cell::get), 0);
+        scope.commit().expect("commit");
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Db {
         if let Some(name) = batch.missing_table() {
             return Err(StorageError::UnknownTable(name));
         }
-        if self.sync_writes && durability::GroupSync::deferring() {
+        if self.sync_writes && durability::GroupSync::deferring(self) {
             self.inner.write_opt(batch.into_inner(), &self.deferred_options)?;
             self.group_sync.written();
         } else {

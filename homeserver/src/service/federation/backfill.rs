@@ -72,7 +72,7 @@ impl Services {
                 };
                 events.push((depth, id, object));
             }
-            events.sort_by(|a, b| b.0.cmp(&a.0));
+            events.sort_by_key(|e| std::cmp::Reverse(e.0));
             let mut added = 0;
             for (_, id, object) in events {
                 if self.rooms.is_in_timeline(&id)? {

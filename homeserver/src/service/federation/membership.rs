@@ -333,13 +333,6 @@ impl Services {
         if !self.accounts.exists(&invitee)? {
             return Err(MembershipError::Invalid(format!("{invitee} does not exist")));
         }
-        self.policy_checks
-            .user_may_invite(&sender, &invitee, room_id)
-            .await
-            .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))?;
-        let verified = self.verify_pdu(id, room_id.to_owned(), object, version).await?;
-        let mut signed = verified.object;
-        self.rooms.cosign_event(&mut signed, version)?;
         let stripped: Vec<serde_json::Value> = invite_room_state
             .iter()
             .filter_map(|s| match s {
@@ -349,8 +342,21 @@ impl Services {
                 _ => None,
             })
             .collect();
+        // The policy sees the invite as Synapse's `federated_user_may_invite` gives it: the event
+        // with its ID and the room's stripped state.
+        let mut for_policy =
+            serde_json::to_value(&object).map_err(|e| MembershipError::Invalid(e.to_string()))?;
+        for_policy["event_id"] = event_id.as_str().into();
+        for_policy["unsigned"] = serde_json::json!({ "invite_room_state": stripped });
+        self.policy_checks
+            .federated_user_may_invite(for_policy)
+            .await
+            .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))?;
+        let verified = self.verify_pdu(id, room_id.to_owned(), object, version).await?;
+        let mut signed = verified.object;
+        self.rooms.cosign_event(&mut signed, version)?;
         self.rooms.store_remote_invite(room_id, event_id, &signed, stripped, &invitee)?;
-        Ok(raw(&signed)?)
+        raw(&signed)
     }
 
     /// Joins `user` to a room of other servers: `make_join` and `send_join` with the first of
@@ -634,6 +640,8 @@ impl Services {
             StateEventType::RoomJoinRules,
             StateEventType::RoomCanonicalAlias,
             StateEventType::RoomEncryption,
+            // The access class, for a partner's policy deciding on the invite.
+            StateEventType::from(relais_policy::names::ACCESS),
         ] {
             if let Some(event) = self.rooms.state_event(meta.state, &kind, "")? {
                 out.push(RawStrippedState::Pdu(event.stored.json.clone()));

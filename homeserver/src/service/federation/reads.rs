@@ -42,6 +42,9 @@ pub const MAX_EVENTS: usize = 100;
 /// Most events an auth-chain walk visits: a bound on the work one request can cause.
 const MAX_AUTH_CHAIN: usize = 50_000;
 
+/// The state at an event and the auth chain of that state, as `/state` answers them.
+pub type StateAndAuthChain = (Vec<Arc<PduEvent>>, Vec<Arc<PduEvent>>);
+
 /// Why a federation read is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -310,7 +313,7 @@ impl Services {
         origin: &ServerName,
         room_id: &RoomId,
         event_id: &EventId,
-    ) -> Result<(Vec<Arc<PduEvent>>, Vec<Arc<PduEvent>>), ReadError> {
+    ) -> Result<StateAndAuthChain, ReadError> {
         self.require_server_in_room(origin, room_id)?;
         let pdu = self.event_in_room(event_id, Some(room_id))?;
         // An outlier (an auth or state event fetched for another one) has no known state.

@@ -124,19 +124,28 @@ fn room_reads_follow_membership_visibility_and_acl() {
     assert!(services.federation_event(remote, &first).is_ok());
     assert!(matches!(services.federation_event(stranger, &first), Err(ReadError::Forbidden(_))));
 
-    let backfill =
-        services.federation_backfill(remote, &room.room, &[latest.clone()], 100).expect("read");
+    let backfill = services
+        .federation_backfill(remote, &room.room, std::slice::from_ref(&latest), 100)
+        .expect("read");
     let seen = bodies(&backfill);
     assert_eq!(seen[0], "after bob 2", "deepest first: {seen:?}");
     assert!(seen.contains(&json!("after bob 1")));
     assert!(!seen.contains(&json!("before bob")), "redacted: {seen:?}");
-    let limited =
-        services.federation_backfill(remote, &room.room, &[latest.clone()], 2).expect("read");
+    let limited = services
+        .federation_backfill(remote, &room.room, std::slice::from_ref(&latest), 2)
+        .expect("read");
     assert_eq!(bodies(&limited), vec![json!("after bob 2"), Value::Null]);
 
     // Gap filling: between `first` and `latest`, neither included, oldest first.
     let gap = services
-        .federation_missing_events(remote, &room.room, &[first.clone()], &[latest.clone()], 10, 0)
+        .federation_missing_events(
+            remote,
+            &room.room,
+            std::slice::from_ref(&first),
+            std::slice::from_ref(&latest),
+            10,
+            0,
+        )
         .expect("read");
     let ids: Vec<String> = gap
         .iter()

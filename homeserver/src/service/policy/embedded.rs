@@ -324,13 +324,42 @@ impl PolicyCheck for EmbeddedPolicy {
         })
     }
 
-    fn federated_user_may_invite<'a>(&'a self, _: &'a FederatedUserMayInvite) -> PolicyFuture<'a> {
-        // No federation yet: nothing calls this. Refuse rather than guess.
-        self.decide(Callback::FederatedUserMayInvite, |_| {
-            Ok(Decision::deny(
-                relais_policy::Rule::M1,
-                "invites from other servers are not accepted yet",
-            ))
+    fn federated_user_may_invite<'a>(
+        &'a self,
+        args: &'a FederatedUserMayInvite,
+    ) -> PolicyFuture<'a> {
+        // A room of another server: its class is what its stripped state says (none: `agents`,
+        // as for a room nobody classified), the inviter's tier comes from their server.
+        let event = args.event.clone();
+        self.decide(Callback::FederatedUserMayInvite, move |services| {
+            let field = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
+            let inviter = UserId::parse(field("sender")).map_err(|e| e.to_string())?;
+            let (target, room) = (field("state_key"), field("room_id"));
+            let facts = remote_room_facts(&event);
+            let action =
+                Action::Invite { target: target.as_str().into(), room: room.as_str().into() };
+            if services.is_policy_exempt(&inviter).map_err(|e| e.to_string())? {
+                return Ok(Decision::Allow);
+            }
+            Ok(services.policy.service.decide(&action, inviter.as_str(), Some(&facts), now_ms()))
         })
+    }
+}
+
+/// What an invite from another server's room says about that room: its class from the
+/// `fr.relais.access` event of the stripped state, and whether it is a direct conversation. The
+/// inviting server checked the inviter's power in its room.
+fn remote_room_facts(event: &Value) -> RoomFacts {
+    let state = event.pointer("/unsigned/invite_room_state").and_then(Value::as_array);
+    let class =
+        state.into_iter().flatten().find(|e| e["type"] == relais_policy::names::ACCESS).and_then(
+            |e| serde_json::from_value::<AccessClass>(e["content"]["class"].clone()).ok(),
+        );
+    RoomFacts {
+        class,
+        is_direct: event["content"]["is_direct"].as_bool().unwrap_or(false),
+        member_count: 1,
+        actor_joined: true,
+        ..RoomFacts::default()
     }
 }
