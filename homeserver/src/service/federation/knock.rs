@@ -10,7 +10,8 @@ use ruma::{
 use serde_json::value::RawValue as RawJsonValue;
 
 use super::membership::{
-    MembershipError, SUPPORTED_VERSIONS, membership_of, membership_template, raw, string_field,
+    MembershipError, RemoteMembership, SUPPORTED_VERSIONS, checked_template, membership_template,
+    raw, string_field,
 };
 use crate::service::{Services, rooms::remote::Accepted};
 
@@ -75,29 +76,10 @@ impl Services {
         servers: &[ruma::OwnedServerName],
         reason: Option<&str>,
     ) -> Result<(), MembershipError> {
-        let mut failures = Vec::new();
-        for server in servers.iter().filter(|s| **s != self.config.server_name) {
-            match self.knock_through(user, room_id, server, reason).await {
-                Ok(()) => return Ok(()),
-                Err(MembershipError::Federation(super::FederationError::Remote {
-                    status: 403,
-                    error,
-                    ..
-                })) => return Err(MembershipError::Forbidden(error)),
-                Err(e) => failures.push(format!("{server}: {e}")),
-            }
-        }
-        Err(MembershipError::NoServer {
-            room: room_id.to_owned(),
-            reason: if failures.is_empty() {
-                "no server to knock through is known (give one with `via`)".into()
-            } else {
-                failures.join("; ")
-            },
-        })
+        self.through_servers(user, room_id, servers, RemoteMembership::Knock, reason).await
     }
 
-    async fn knock_through(
+    pub(super) async fn knock_through(
         &self,
         user: &UserId,
         room_id: &RoomId,
@@ -110,18 +92,7 @@ impl Services {
             SUPPORTED_VERSIONS.iter().filter_map(|v| RoomVersionId::try_from(*v).ok()).collect();
         let response = self.federation.client.send(server, request).await?;
         let version = response.room_version;
-        let mut object: CanonicalJsonObject =
-            serde_json::from_str(response.event.get()).map_err(|e| {
-                MembershipError::Invalid(format!("{server} sent no valid template: {e}"))
-            })?;
-        if string_field(&object, "sender") != Some(user.as_str())
-            || string_field(&object, "state_key") != Some(user.as_str())
-            || membership_of(&object) != Some("knock")
-        {
-            return Err(MembershipError::Invalid(format!(
-                "{server} sent a template for another knock"
-            )));
-        }
+        let mut object = checked_template(server, &response.event, user, "knock")?;
         self.fill_own_event(&mut object, &version, user, reason)?;
         let event_id = self.rooms.sign_event(&mut object, &version)?;
         let request = create_knock_event::v1::Request::new(

@@ -368,17 +368,36 @@ impl Services {
         servers: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<OwnedRoomId, MembershipError> {
+        self.through_servers(user, room_id, servers, RemoteMembership::Join, reason).await?;
+        Ok(room_id.to_owned())
+    }
+
+    /// Asks the first of `servers` (other than this one) that answers for `membership`: a
+    /// refusal (403) is the answer; other failures move on to the next server.
+    pub(super) async fn through_servers(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        servers: &[OwnedServerName],
+        membership: RemoteMembership,
+        reason: Option<&str>,
+    ) -> Result<(), MembershipError> {
         let mut failures = Vec::new();
         for server in servers.iter().filter(|s| **s != self.config.server_name) {
-            match self.join_through(user, room_id, server, reason).await {
-                Ok(()) => return Ok(room_id.to_owned()),
+            let attempt = match membership {
+                RemoteMembership::Join => self.join_through(user, room_id, server, reason).await,
+                RemoteMembership::Leave => self.leave_through(user, room_id, server, reason).await,
+                RemoteMembership::Knock => self.knock_through(user, room_id, server, reason).await,
+            };
+            match attempt {
+                Ok(()) => return Ok(()),
                 Err(MembershipError::Federation(FederationError::Remote {
                     status: 403,
                     error,
                     ..
                 })) => return Err(MembershipError::Forbidden(error)),
                 Err(e) => {
-                    tracing::info!(%room_id, %server, error = %e, "joining through this server failed");
+                    tracing::info!(%room_id, %server, error = %e, ?membership, "asking this server failed");
                     failures.push(format!("{server}: {e}"));
                 }
             }
@@ -386,7 +405,7 @@ impl Services {
         Err(MembershipError::NoServer {
             room: room_id.to_owned(),
             reason: if failures.is_empty() {
-                "no server to join through is known (give one with `via`)".into()
+                "no server of the room is known (give one with `via`)".into()
             } else {
                 failures.join("; ")
             },
@@ -405,18 +424,7 @@ impl Services {
             SUPPORTED_VERSIONS.iter().filter_map(|v| RoomVersionId::try_from(*v).ok()).collect();
         let response = self.federation.client.send(server, request).await?;
         let version = response.room_version.unwrap_or(RoomVersionId::V1);
-        let mut object: CanonicalJsonObject =
-            serde_json::from_str(response.event.get()).map_err(|e| {
-                MembershipError::Invalid(format!("{server} sent no valid template: {e}"))
-            })?;
-        if string_field(&object, "sender") != Some(user.as_str())
-            || string_field(&object, "state_key") != Some(user.as_str())
-            || membership_of(&object) != Some("join")
-        {
-            return Err(MembershipError::Invalid(format!(
-                "{server} sent a template for another join"
-            )));
-        }
+        let mut object = checked_template(server, &response.event, user, "join")?;
         self.fill_own_event(&mut object, &version, user, reason)?;
         let event_id = self.rooms.sign_event(&mut object, &version)?;
         let request = create_join_event::v2::Request::new(
@@ -463,14 +471,7 @@ impl Services {
         reason: Option<&str>,
     ) -> Result<(), MembershipError> {
         let servers = self.join_candidates(room_id, user, &[])?;
-        let mut failures = Vec::new();
-        for server in servers.iter().filter(|s| **s != self.config.server_name) {
-            match self.leave_through(user, room_id, server, reason).await {
-                Ok(()) => return Ok(()),
-                Err(e) => failures.push(format!("{server}: {e}")),
-            }
-        }
-        Err(MembershipError::NoServer { room: room_id.to_owned(), reason: failures.join("; ") })
+        self.through_servers(user, room_id, &servers, RemoteMembership::Leave, reason).await
     }
 
     async fn leave_through(
@@ -483,18 +484,7 @@ impl Services {
         let request = prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned());
         let response = self.federation.client.send(server, request).await?;
         let version = response.room_version.unwrap_or(RoomVersionId::V1);
-        let mut object: CanonicalJsonObject =
-            serde_json::from_str(response.event.get()).map_err(|e| {
-                MembershipError::Invalid(format!("{server} sent no valid template: {e}"))
-            })?;
-        if string_field(&object, "sender") != Some(user.as_str())
-            || string_field(&object, "state_key") != Some(user.as_str())
-            || membership_of(&object) != Some("leave")
-        {
-            return Err(MembershipError::Invalid(format!(
-                "{server} sent a template for another leave"
-            )));
-        }
+        let mut object = checked_template(server, &response.event, user, "leave")?;
         self.fill_own_event(&mut object, &version, user, reason)?;
         let event_id = self.rooms.sign_event(&mut object, &version)?;
         let request = create_leave_event::v2::Request::new(
@@ -672,6 +662,35 @@ impl Services {
         servers.retain(|s| seen.insert(s.clone()));
         Ok(servers)
     }
+}
+
+/// The memberships a user of this server asks another server's room for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum RemoteMembership {
+    Join,
+    Leave,
+    Knock,
+}
+
+/// The event template a resident server answered, checked to be `user`'s own membership event
+/// with `membership`.
+pub(super) fn checked_template(
+    server: &ServerName,
+    event: &RawJsonValue,
+    user: &UserId,
+    membership: &str,
+) -> Result<CanonicalJsonObject, MembershipError> {
+    let object: CanonicalJsonObject = serde_json::from_str(event.get())
+        .map_err(|e| MembershipError::Invalid(format!("{server} sent no valid template: {e}")))?;
+    if string_field(&object, "sender") != Some(user.as_str())
+        || string_field(&object, "state_key") != Some(user.as_str())
+        || membership_of(&object) != Some(membership)
+    {
+        return Err(MembershipError::Invalid(format!(
+            "{server} sent a template for another {membership}"
+        )));
+    }
+    Ok(object)
 }
 
 /// Room versions 1 and 2 events carry an `origin` key the redaction algorithm keeps.

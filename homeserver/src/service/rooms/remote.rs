@@ -293,79 +293,14 @@ impl Rooms {
             return Ok(Accepted::SoftFailed);
         }
 
-        let mut batch = Batch::default();
-        let shorteventid = match self.short.shorteventid(event_id)? {
-            Some(short) => short,
-            None => {
-                let short = self.globals.next_short_id()?;
-                self.short.put_event(&mut batch, event_id, short);
-                short
-            }
-        };
-        let pending = self.globals.next_count()?;
-        let count = pending.count;
-        stored.count = count;
-        stored.state_before = self.state.save(&mut batch, meta.state, state_before.clone())?;
-        let mut state_after = state_before;
-        if let Some(state_key) = pdu.state_key() {
-            let kind = StateEventType::from(pdu.kind().to_string());
-            let shortstatekey = self.short.get_or_create_shortstatekey(&kind, state_key)?;
-            if let Some(previous) = state_after.insert(shortstatekey, shorteventid) {
-                stored.replaces_state = self.short.eventid(previous)?;
-            }
-            stored.state_after =
-                self.state.save(&mut batch, stored.state_before, state_after.clone())?;
-        } else {
-            stored.state_after = stored.state_before;
-        }
-        let pdu = PduEvent::from_stored(stored.clone())?;
-
-        // The room's new forward extremities and current state.
-        let mut extremities: Vec<OwnedEventId> = meta
-            .extremities
-            .iter()
-            .filter(|e| !pdu.fields.prev_events.contains(e))
-            .cloned()
-            .collect();
-        let new_state = if extremities.is_empty() {
-            stored.state_after
-        } else {
-            let resolved = self.resolve_states(&rules, &[&current, &state_after])?;
-            self.state.save(&mut batch, stored.state_after, resolved)?
-        };
-        extremities.push(event_id.clone());
-        let depth: u64 = pdu.fields.depth.into();
-        let new_meta = RoomMeta {
-            room_id: room_id.to_owned(),
-            version: meta.version.clone(),
-            state: new_state,
-            extremities,
-            depth: meta.depth.max(depth),
-            last_count: count,
-        };
-
-        batch.put(&self.pdus, &shorteventid, &Json(stored.clone()));
-        batch.put(&self.timeline, &(shortroomid, count), &shorteventid);
-        batch.put(&self.stream, &count, &shorteventid);
-        batch.put(&self.meta, &shortroomid, &Json(new_meta.clone()));
-        let membership_target = self.queue_membership(&mut batch, &pdu, count)?;
-        self.queue_relation(&mut batch, &pdu, count, shorteventid)?;
-        let redacted = self.queue_redaction(&mut batch, &pdu, &rules)?;
-        self.pdus.db().write(batch)?;
-        if membership_target.is_some() {
-            self.membership_changed(room_id);
-        }
-        self.run_event_hooks(&pdu);
-        drop(pending);
-
-        self.meta_cache.lock().insert(room_id.to_owned(), (shortroomid, new_meta));
-        self.pdu_cache.lock().put(shorteventid, pdu.clone());
-        if let Some(short) = redacted {
-            self.pdu_cache.lock().pop(&short);
-        }
-        let mut wake = self.joined_members(room_id)?;
-        wake.extend(membership_target);
-        self.notifier.notify(wake.iter().map(|u| &**u), count);
+        let pdu = self.write_in_timeline(
+            shortroomid,
+            &meta,
+            stored,
+            state_before,
+            &rules,
+            Some(&current),
+        )?;
         Ok(Accepted::Stored(pdu))
     }
 
@@ -461,13 +396,32 @@ impl Rooms {
         let lock = self.room_lock(room_id);
         let _guard = lock.lock();
         let (shortroomid, meta) = self.require_meta(room_id)?;
-        let mut stored = outlier_record(room_id, event_id, object)?;
+        let stored = outlier_record(room_id, event_id, object)?;
+        let rules = rules_of(&meta.version)?;
+        self.write_in_timeline(shortroomid, &meta, stored, state_before, &rules, None)
+    }
+
+    /// Writes an event into the room's timeline with its state and indexes, in one batch, and
+    /// wakes the members' syncs. With the room's `current` state, the event joins the forward
+    /// extremities it did not extend and the current state is resolved with the event's; without,
+    /// the event becomes the room's only extremity and its state the room's.
+    fn write_in_timeline(
+        &self,
+        shortroomid: u64,
+        meta: &RoomMeta,
+        mut stored: StoredPdu,
+        state_before: StateMap,
+        rules: &RoomVersionRules,
+        current: Option<&StateMap>,
+    ) -> Result<Arc<PduEvent>, RoomError> {
+        let room_id = meta.room_id.clone();
+        let event_id = stored.event_id.clone();
         let mut batch = Batch::default();
-        let shorteventid = match self.short.shorteventid(event_id)? {
+        let shorteventid = match self.short.shorteventid(&event_id)? {
             Some(short) => short,
             None => {
                 let short = self.globals.next_short_id()?;
-                self.short.put_event(&mut batch, event_id, short);
+                self.short.put_event(&mut batch, &event_id, short);
                 short
             }
         };
@@ -477,21 +431,45 @@ impl Rooms {
         stored.state_before = self.state.save(&mut batch, meta.state, state_before.clone())?;
         let mut state_after = state_before;
         let probe = PduEvent::from_stored(stored.clone())?;
-        if let Some(state_key) = probe.state_key() {
-            let kind = StateEventType::from(probe.kind().to_string());
-            let shortstatekey = self.short.get_or_create_shortstatekey(&kind, state_key)?;
-            if let Some(previous) = state_after.insert(shortstatekey, shorteventid) {
-                stored.replaces_state = self.short.eventid(previous)?;
+        stored.state_after = match probe.state_key() {
+            Some(state_key) => {
+                let kind = StateEventType::from(probe.kind().to_string());
+                let shortstatekey = self.short.get_or_create_shortstatekey(&kind, state_key)?;
+                if let Some(previous) = state_after.insert(shortstatekey, shorteventid) {
+                    stored.replaces_state = self.short.eventid(previous)?;
+                }
+                self.state.save(&mut batch, stored.state_before, state_after.clone())?
             }
-        }
-        stored.state_after = self.state.save(&mut batch, stored.state_before, state_after)?;
+            None => stored.state_before,
+        };
         let pdu = PduEvent::from_stored(stored.clone())?;
+
+        // The room's new forward extremities and current state.
+        let (extremities, new_state) = match current {
+            Some(current) => {
+                let mut extremities: Vec<OwnedEventId> = meta
+                    .extremities
+                    .iter()
+                    .filter(|e| !pdu.fields.prev_events.contains(e))
+                    .cloned()
+                    .collect();
+                let new_state = if extremities.is_empty() {
+                    stored.state_after
+                } else {
+                    let resolved = self.resolve_states(rules, &[current, &state_after])?;
+                    self.state.save(&mut batch, stored.state_after, resolved)?
+                };
+                extremities.push(event_id.clone());
+                (extremities, new_state)
+            }
+            None => (vec![event_id.clone()], stored.state_after),
+        };
         let depth: u64 = pdu.fields.depth.into();
         let new_meta = RoomMeta {
-            room_id: room_id.to_owned(),
+            room_id: room_id.clone(),
             version: meta.version.clone(),
-            state: stored.state_after,
-            extremities: vec![event_id.clone()],
+            state: new_state,
+            extremities,
             depth: meta.depth.max(depth),
             last_count: count,
         };
@@ -500,13 +478,21 @@ impl Rooms {
         batch.put(&self.stream, &count, &shorteventid);
         batch.put(&self.meta, &shortroomid, &Json(new_meta.clone()));
         let membership_target = self.queue_membership(&mut batch, &pdu, count)?;
+        self.queue_relation(&mut batch, &pdu, count, shorteventid)?;
+        let redacted = self.queue_redaction(&mut batch, &pdu, rules)?;
         self.pdus.db().write(batch)?;
-        self.membership_changed(room_id);
+        if membership_target.is_some() {
+            self.membership_changed(&room_id);
+        }
         self.run_event_hooks(&pdu);
         drop(pending);
-        self.meta_cache.lock().insert(room_id.to_owned(), (shortroomid, new_meta));
+
+        self.meta_cache.lock().insert(room_id.clone(), (shortroomid, new_meta));
         self.pdu_cache.lock().put(shorteventid, pdu.clone());
-        let mut wake = self.joined_members(room_id)?;
+        if let Some(short) = redacted {
+            self.pdu_cache.lock().pop(&short);
+        }
+        let mut wake = self.joined_members(&room_id)?;
         wake.extend(membership_target);
         self.notifier.notify(wake.iter().map(|u| &**u), count);
         Ok(pdu)
