@@ -394,3 +394,22 @@ pub fn timeline<'a>(sync: &'a Value, room: &str) -> Vec<&'a Value> {
         .map(|a| a.iter().collect())
         .unwrap_or_default()
 }
+
+/// Syncs `client` incrementally until `found` accepts a response, or fails after `secs`.
+pub async fn sync_until(
+    client: &Client,
+    secs: u64,
+    what: &str,
+    found: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut since: Option<String> = None;
+    loop {
+        let response = client.sync(since.as_deref(), 1_000).await;
+        if found(&response) {
+            return response;
+        }
+        since = response["next_batch"].as_str().map(str::to_owned);
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+    }
+}

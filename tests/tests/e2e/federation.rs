@@ -6,28 +6,9 @@ use std::time::{Duration, Instant};
 use relais_tests::{
     Client, enc,
     federation::{FederatedServer, free_port, start_federation},
-    timeline,
+    sync_until, timeline,
 };
 use serde_json::{Value, json};
-
-/// Syncs `client` until `found` sees what it waits for in a response, or fails after `secs`.
-async fn sync_until(
-    client: &Client,
-    secs: u64,
-    what: &str,
-    found: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut since: Option<String> = None;
-    loop {
-        let response = client.sync(since.as_deref(), 1_000).await;
-        if found(&response) {
-            return response;
-        }
-        since = response["next_batch"].as_str().map(str::to_owned);
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-    }
-}
 
 /// Every message body a client has in a room, from an initial sync.
 async fn bodies(client: &Client, room: &str) -> Vec<String> {

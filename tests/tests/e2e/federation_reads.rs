@@ -9,29 +9,10 @@ use matrix_sdk::encryption::vodozemac::Ed25519Keypair;
 use relais_tests::{
     Client, enc,
     federation::{FederatedServer, ScriptedServer, https_client, start_federation},
-    timeline,
+    sync_until, timeline,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// Syncs `client` incrementally until `found` accepts a response, or fails after `secs`.
-async fn sync_until(
-    client: &Client,
-    secs: u64,
-    what: &str,
-    found: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut since: Option<String> = None;
-    loop {
-        let response = client.sync(since.as_deref(), 1_000).await;
-        if found(&response) {
-            return response;
-        }
-        since = response["next_batch"].as_str().map(str::to_owned);
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-    }
-}
 
 /// The ephemeral events of a room in a sync response.
 fn ephemeral<'a>(sync: &'a Value, room: &str) -> Vec<&'a Value> {

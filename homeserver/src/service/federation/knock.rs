@@ -24,15 +24,7 @@ impl Services {
         user: &UserId,
         versions: &[RoomVersionId],
     ) -> Result<(RoomVersionId, Box<RawJsonValue>), MembershipError> {
-        self.require_federating_user(origin, user)?;
-        let version = self
-            .rooms
-            .room_version(room_id)?
-            .ok_or_else(|| MembershipError::UnknownRoom(room_id.to_owned()))?;
-        self.require_acl(room_id, origin)?;
-        if !versions.contains(&version) {
-            return Err(MembershipError::IncompatibleVersion(version));
-        }
+        self.check_template_request(origin, room_id, user, versions)?;
         self.policy_checks
             .user_may_join_room(user, room_id, false, true)
             .await

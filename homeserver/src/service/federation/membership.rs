@@ -127,14 +127,15 @@ impl Services {
         Ok(())
     }
 
-    /// `make_join`: the template of `user`'s join, for a server supporting `versions`.
-    pub async fn make_join(
+    /// The checks of `make_join` and `make_knock` before the policy: the origin's own user, a
+    /// room here whose ACL allows the origin, a room version the origin supports.
+    pub(super) fn check_template_request(
         &self,
         origin: &ServerName,
         room_id: &RoomId,
         user: &UserId,
         versions: &[RoomVersionId],
-    ) -> Result<(RoomVersionId, Box<RawJsonValue>), MembershipError> {
+    ) -> Result<(), MembershipError> {
         self.require_federating_user(origin, user)?;
         let version = self
             .rooms
@@ -144,6 +145,18 @@ impl Services {
         if !versions.contains(&version) {
             return Err(MembershipError::IncompatibleVersion(version));
         }
+        Ok(())
+    }
+
+    /// `make_join`: the template of `user`'s join, for a server supporting `versions`.
+    pub async fn make_join(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user: &UserId,
+        versions: &[RoomVersionId],
+    ) -> Result<(RoomVersionId, Box<RawJsonValue>), MembershipError> {
+        self.check_template_request(origin, room_id, user, versions)?;
         let invited = self
             .rooms
             .membership(room_id, user)?
