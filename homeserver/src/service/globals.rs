@@ -123,6 +123,21 @@ impl Globals {
         Ok(PendingCount { globals: self, count })
     }
 
+    /// Leaves `n` stream positions unused. A room joined over federation is given such a gap
+    /// before its first event here, where the history fetched later (backfill) takes its place:
+    /// below every position a member of the room can have seen, so `/sync` never shows it as new.
+    pub fn skip_counts(&self, n: u64) -> Result<(), StorageError> {
+        let _in_flight = self.in_flight.lock();
+        let count = self.counter.fetch_add(n, Ordering::SeqCst) + n;
+        let mut reserved = self.reserved.lock();
+        if count > *reserved {
+            let next = count + RESERVE_STEP;
+            self.table.put(&RESERVED_KEY.to_owned(), &next.to_be_bytes().to_vec())?;
+            *reserved = next;
+        }
+        Ok(())
+    }
+
     /// A fresh unique number for short IDs (shares the counter: uniqueness is all that matters).
     pub fn next_short_id(&self) -> Result<u64, StorageError> {
         Ok(self.next_count()?.count)

@@ -219,6 +219,18 @@ async fn history_from_before_the_join_is_backfilled() {
     assert_eq!(bodies, expected);
     // Paging again fetches nothing twice.
     assert_eq!(history(&bob, &room).await, expected);
+    // The history reaches the room's creation.
+    let page = bob
+        .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=500", enc(&room)))
+        .await
+        .ok();
+    let kinds: Vec<&str> = page["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(kinds.last(), Some(&"m.room.create"), "{kinds:?}");
     // New messages still arrive after the history.
     alice.say(&room, "new", "new 0").await;
     until_history(&bob, &room, "the new message", |b| b.last().is_some_and(|l| l == "new 0")).await;

@@ -6,8 +6,8 @@ use ruma::{
     events::TimelineEventType,
 };
 
-use super::pdu::{PduError, parse_pdu, room_of};
-use crate::service::Services;
+use super::pdu::{PduError, parse_pdu};
+use crate::service::{Services, rooms::remote::belongs_to_room};
 
 /// Events asked for at most per backfill request.
 const MAX_BACKFILL: u32 = 100;
@@ -63,7 +63,7 @@ impl Services {
             let mut events = Vec::new();
             for json in &response.pdus {
                 let Ok((id, object)) = parse_pdu(json, &version) else { continue };
-                if room_of(&object).ok().as_deref() != Some(room_id) {
+                if !belongs_to_room(&object, &id, room_id) {
                     continue;
                 }
                 let depth = match object.get("depth") {

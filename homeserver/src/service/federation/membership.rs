@@ -29,7 +29,7 @@ use crate::service::{
     Services,
     rooms::{
         PduTemplate, RoomError,
-        remote::{Accepted, rules_of},
+        remote::{Accepted, belongs_to_room, rules_of},
     },
 };
 
@@ -563,9 +563,7 @@ impl Services {
         let mut out = Vec::with_capacity(events.len());
         for json in events {
             let (id, object) = parse_pdu(json, version)?;
-            if room_of(&object).ok().as_deref() != Some(room_id)
-                && string_field(&object, "type") != Some("m.room.create")
-            {
+            if !belongs_to_room(&object, &id, room_id) {
                 continue;
             }
             match self.verify_pdu(id.clone(), room_id.to_owned(), object, version).await {

@@ -28,6 +28,10 @@ use super::{
 };
 use crate::storage::{Batch, Json};
 
+/// Stream positions left free before a room joined over federation, for its history: how many
+/// events of it backfill can add.
+const BACKFILL_POSITIONS: u64 = 1_000_000;
+
 /// What became of an event from another server.
 #[derive(Debug)]
 pub enum Accepted {
@@ -333,6 +337,8 @@ impl Rooms {
                 state_map.insert(shortstatekey, short);
             }
         }
+        // Room for the history before the join, fetched later by backfill.
+        self.globals.skip_counts(BACKFILL_POSITIONS)?;
         let mut batch = Batch::default();
         let shortroomid = match self.meta(room_id)? {
             Some((short, _)) => short,
@@ -596,6 +602,20 @@ pub fn event_id_of(
     }
     let hash = reference_hash(object, rules).map_err(|e| RoomError::Signing(e.to_string()))?;
     OwnedEventId::try_from(format!("${hash}")).map_err(|e| RoomError::Signing(e.to_string()))
+}
+
+/// Whether an event belongs to `room_id`: it names the room, or it is the room's create event of
+/// room version 12, which names no room but whose ID is the room's.
+pub fn belongs_to_room(
+    object: &CanonicalJsonObject,
+    event_id: &OwnedEventId,
+    room_id: &RoomId,
+) -> bool {
+    match object.get("room_id") {
+        Some(CanonicalJsonValue::String(id)) => id == room_id.as_str(),
+        None => create_event_id(room_id).as_ref() == Some(event_id),
+        Some(_) => false,
+    }
 }
 
 /// The create event of a room version 12 room: its ID is the room ID's.
