@@ -38,6 +38,10 @@ pub struct InvitationRecord {
     pub expires_at_ms: u64,
     /// Registrations it still allows.
     pub uses_left: u32,
+    /// Registrations it allowed when issued or last changed (so that the uses taken can be
+    /// shown); absent in records written before it was kept.
+    #[serde(default)]
+    pub uses_allowed: Option<u32>,
     /// For guest accounts: how long each account lasts from its registration, in milliseconds.
     #[serde(default)]
     pub guest_term_ms: Option<u64>,

@@ -25,6 +25,7 @@ mod policy_admin;
 mod policy_checks;
 mod push;
 mod refresh_tokens;
+mod registration_tokens;
 mod request_limits;
 mod rooms;
 mod sdk;

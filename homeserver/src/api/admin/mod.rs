@@ -4,6 +4,7 @@
 
 mod invitations;
 mod policy;
+mod registration_tokens;
 mod synapse;
 mod workspaces;
 
@@ -37,4 +38,5 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/_relais/admin/v1/workspaces/{room_id}/recover", post(workspaces::recover))
         .route("/_relais/admin/v1/workspaces/{room_id}/members", get(workspaces::members))
         .merge(synapse::routes())
+        .merge(registration_tokens::routes())
 }

@@ -131,6 +131,8 @@ impl Services {
                     valid_days: 7,
                     guest_term_days: None,
                     reason: "issued with !relais invite".into(),
+                    token: None,
+                    expires_at_ms: None,
                 };
                 let (token, _, record) = self.policy_issue_invitation(sender, new)?;
                 Ok(format!(

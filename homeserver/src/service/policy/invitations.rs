@@ -39,6 +39,22 @@ pub struct NewInvitation {
     /// Why (for the audit log).
     #[serde(default)]
     pub reason: String,
+    /// The token itself, when the issuer chooses it (the Synapse admin API allows it); a random
+    /// one otherwise. 1 to 64 characters of `A-Z a-z 0-9 . _ ~ -`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// An absolute expiry, in milliseconds since the epoch, instead of `valid_days`.
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A change to an invitation: each field left `None` stays as it is.
+#[derive(Clone, Debug, Default)]
+pub struct InvitationChange {
+    /// The registrations it allows in all (uses already taken count against it).
+    pub uses_allowed: Option<u32>,
+    /// Its new expiry, in milliseconds since the epoch.
+    pub expires_at_ms: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -65,14 +81,33 @@ impl Services {
         }
         let authority =
             self.authorise(actor, &Action::IssueInvitation { tier: new.tier, unit: unit.clone() })?;
-        let token = new_token();
+        let token = match new.token {
+            Some(token) => {
+                let valid = (1..=64).contains(&token.len())
+                    && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+                if !valid {
+                    return Err(PolicyError::BadRequest(
+                        "a token is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '~' and '-'"
+                            .into(),
+                    ));
+                }
+                token
+            }
+            None => new_token(),
+        };
         let hash = hash_token(&token);
+        if self.policy.service.invitation(&hash).is_some() {
+            return Err(PolicyError::BadRequest("this token already exists".into()));
+        }
         let record = InvitationRecord {
             tier: new.tier,
             unit: unit.clone(),
             issued_by: actor.as_str().into(),
-            expires_at_ms: now_ms() + new.valid_days.max(1) * DAY_MS,
+            expires_at_ms: new
+                .expires_at_ms
+                .unwrap_or_else(|| now_ms().saturating_add(new.valid_days.max(1) * DAY_MS)),
             uses_left: new.uses,
+            uses_allowed: Some(new.uses),
             guest_term_ms: (new.tier == Tier::Guest).then(|| {
                 new.guest_term_days
                     .map_or_else(|| self.policy.service.guest_default_term_ms(), |d| d * DAY_MS)
@@ -117,6 +152,62 @@ impl Services {
             reason: reason.to_owned(),
         };
         self.write_invitation(hash, &record, Some(&audit))
+    }
+
+    /// Changes how many registrations an invitation allows, or when it expires.
+    pub fn policy_change_invitation(
+        &self,
+        actor: &UserId,
+        hash: &str,
+        change: InvitationChange,
+    ) -> Result<InvitationRecord, PolicyError> {
+        let Some(mut record) = self.policy.service.invitation(hash) else {
+            return Err(PolicyError::NotFound("no such invitation".into()));
+        };
+        let authority = self.authorise(
+            actor,
+            &Action::IssueInvitation { tier: record.tier, unit: record.unit.clone() },
+        )?;
+        if let Some(allowed) = change.uses_allowed {
+            let taken = record.uses_allowed.map_or(0, |a| a.saturating_sub(record.uses_left));
+            record.uses_left = allowed.saturating_sub(taken);
+            record.uses_allowed = Some(allowed);
+        }
+        if let Some(expiry) = change.expires_at_ms {
+            record.expires_at_ms = expiry;
+        }
+        let audit = AuditEntry {
+            action: "change_invitation".into(),
+            actor: actor.as_str().into(),
+            authority,
+            target: hash.to_owned(),
+            unit: record.unit.clone(),
+            details: json!({ "uses_allowed": record.uses_allowed, "expires_at_ms": record.expires_at_ms }),
+            reason: String::new(),
+        };
+        self.write_invitation(hash, &record, Some(&audit))?;
+        Ok(record)
+    }
+
+    /// The invitations whose units `actor` administers, with their IDs (token hashes).
+    pub fn policy_invitations_for(&self, actor: &UserId) -> Vec<(String, InvitationRecord)> {
+        let directory = self.policy.service.directory();
+        let units: Vec<_> = directory
+            .units()
+            .iter()
+            .map(|u| u.id.clone())
+            .filter(|u| self.check_scope_covers(actor, u).is_ok())
+            .collect();
+        self.policy.service.invitations_in(&units)
+    }
+
+    /// The invitation named by its token or by its ID (the hash of its token), with its ID.
+    pub fn policy_find_invitation(&self, token_or_id: &str) -> Option<(String, InvitationRecord)> {
+        let hash = hash_token(token_or_id);
+        if let Some(record) = self.policy.service.invitation(&hash) {
+            return Some((hash, record));
+        }
+        self.policy.service.invitation(token_or_id).map(|r| (token_or_id.to_owned(), r))
     }
 
     /// The usable invitation of a token, if any.
