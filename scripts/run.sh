@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=env.sh
 source scripts/env.sh
 cargo build --release --bin relais
+# glibc gives a busy multi-threaded process many malloc arenas whose memory it rarely returns:
+# two keep the resident memory of the server bounded (docs/benchmarks.md, "Memory").
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 exec "$CARGO_TARGET_DIR/release/relais" serve "$@"

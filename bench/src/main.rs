@@ -63,6 +63,10 @@ pub struct Options {
     /// Fan-out rounds with the same users, each in a new room (a longer run, to watch memory).
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+    /// With `--rounds`: every round in the same room, a steady workload (memory should then stay
+    /// flat once the caches are full).
+    #[arg(long)]
+    pub same_room: bool,
 }
 
 impl Options {

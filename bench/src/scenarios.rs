@@ -23,12 +23,14 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Value> {
     let mut report = json!({ "server": options.url });
     let pid = options.pid;
     if options.runs("fanout") {
-        report["fanout"] = fanout(options, &users, base).await?;
+        let (first, room) = fanout(options, &users, base, None).await?;
+        report["fanout"] = first;
+        let reuse = options.same_room.then_some(room);
         // Further rounds with the same users (each in a new room), for a longer run: throughput,
         // latency and server memory per round show whether anything grows.
         let mut rounds = Vec::new();
         for _ in 1..options.rounds {
-            let mut round = fanout(options, &users, base).await?;
+            let (mut round, _) = fanout(options, &users, base, reuse.clone()).await?;
             if let Some(pid) = options.pid {
                 round["server_rss_mib"] = rss_mib(pid).into();
             }
@@ -78,10 +80,23 @@ async fn register_many(
 }
 
 /// Everyone in one room, all syncing; `senders` users send `messages` each.
-async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Result<Value> {
+/// One fan-out round, in `room` when given (its members already joined), else in a new room;
+/// returns the report and the room.
+async fn fanout(
+    options: &Options,
+    users: &[User],
+    base: Instant,
+    room: Option<String>,
+) -> anyhow::Result<(Value, String)> {
     let members = &users[..options.users];
-    let room = members[0].create_room(json!({ "preset": "public_chat" })).await?;
-    try_join_all(members[1..].iter().map(|u| u.join(&room))).await?;
+    let room = match room {
+        Some(room) => room,
+        None => {
+            let room = members[0].create_room(json!({ "preset": "public_chat" })).await?;
+            try_join_all(members[1..].iter().map(|u| u.join(&room))).await?;
+            room
+        }
+    };
     let expected = options.senders * options.messages;
     let delivery = Arc::new(Mutex::new(Samples::default()));
 
@@ -137,13 +152,15 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
     // included.
     let mark = CpuMark::now(options.pid);
     let started = Instant::now();
+    // Transaction IDs unique to the round: a room reused by the next round must get new events.
+    let round_tag = base.elapsed().as_micros();
     let sends = try_join_all(members[..options.senders].iter().enumerate().map(|(s, user)| {
         let room = room.clone();
         async move {
             let mut latencies = Samples::default();
             for i in 0..options.messages {
                 let body = format!("load {}", base.elapsed().as_micros());
-                latencies.push(user.send(&room, &format!("f{s}-{i}"), &body).await?);
+                latencies.push(user.send(&room, &format!("f{round_tag}-{s}-{i}"), &body).await?);
             }
             anyhow::Ok(latencies)
         }
@@ -172,7 +189,7 @@ async fn fanout(options: &Options, users: &[User], base: Instant) -> anyhow::Res
         "sync_responses": responses,
     });
     mark.record(options.pid, &mut report);
-    Ok(report)
+    Ok((report, room))
 }
 
 /// Messages spread over many rooms.

@@ -67,6 +67,19 @@ pub struct Config {
     pub public_base_url: String,
     /// Log filter in `tracing` syntax (`info`, `relais=debug,info`, ...).
     pub log: String,
+    /// Threads and memory allocation of the process.
+    pub runtime: RuntimeConfig,
+}
+
+/// Threads and memory allocation of the process.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads running requests; 0: one per CPU core.
+    pub worker_threads: usize,
+    /// Most threads running blocking work (storage reads and writes) at once; more work waits.
+    /// Each thread costs its stack and, with glibc, possibly a malloc arena.
+    pub blocking_threads: usize,
 }
 
 /// HTTP listener settings.
@@ -437,6 +450,7 @@ impl Default for Config {
             },
             public_base_url: String::new(),
             log: "info".to_owned(),
+            runtime: RuntimeConfig { worker_threads: 0, blocking_threads: 64 },
         }
     }
 }

@@ -51,7 +51,12 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
             init_logging(&config.log);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.enable_all().max_blocking_threads(config.runtime.blocking_threads.max(1));
+            if config.runtime.worker_threads > 0 {
+                builder.worker_threads(config.runtime.worker_threads);
+            }
+            let runtime = builder.build()?;
             runtime.block_on(server::serve(config))?;
         }
         Command::CheckConfig { config } => {
