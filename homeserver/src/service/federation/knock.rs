@@ -11,7 +11,7 @@ use serde_json::value::RawValue as RawJsonValue;
 
 use super::membership::{
     MembershipError, RemoteMembership, SUPPORTED_VERSIONS, checked_template, membership_template,
-    raw, string_field,
+    raw, string_field, stripped_state_values,
 };
 use crate::service::{Services, rooms::remote::Accepted};
 
@@ -93,16 +93,7 @@ impl Services {
             raw(&object)?,
         );
         let answer = self.federation.client.send(server, request).await?;
-        let state: Vec<serde_json::Value> = answer
-            .knock_room_state
-            .iter()
-            .filter_map(|s| match s {
-                #[allow(deprecated)]
-                RawStrippedState::Stripped(raw) => serde_json::from_str(raw.json().get()).ok(),
-                RawStrippedState::Pdu(pdu) => serde_json::from_str(pdu.get()).ok(),
-                _ => None,
-            })
-            .collect();
+        let state = stripped_state_values(&answer.knock_room_state);
         let state = CanonicalJsonValue::try_from(serde_json::Value::Array(state))
             .map_err(|e| MembershipError::Invalid(format!("invalid knock_room_state: {e}")))?;
         let mut kept = object.clone();

@@ -346,15 +346,7 @@ impl Services {
         if !self.accounts.exists(&invitee)? {
             return Err(MembershipError::Invalid(format!("{invitee} does not exist")));
         }
-        let stripped: Vec<serde_json::Value> = invite_room_state
-            .iter()
-            .filter_map(|s| match s {
-                #[allow(deprecated)]
-                RawStrippedState::Stripped(raw) => serde_json::from_str(raw.json().get()).ok(),
-                RawStrippedState::Pdu(pdu) => serde_json::from_str(pdu.get()).ok(),
-                _ => None,
-            })
-            .collect();
+        let stripped = stripped_state_values(invite_room_state);
         // The policy sees the invite as Synapse's `federated_user_may_invite` gives it: the event
         // with its ID and the room's stripped state.
         let mut for_policy =
@@ -673,6 +665,20 @@ impl Services {
         servers.retain(|s| seen.insert(s.clone()));
         Ok(servers)
     }
+}
+
+/// The stripped state another server sends with an invite or a knock answer, as JSON: full PDUs
+/// (as the spec now asks) or stripped events (older servers).
+pub(super) fn stripped_state_values(state: &[RawStrippedState]) -> Vec<serde_json::Value> {
+    state
+        .iter()
+        .filter_map(|s| match s {
+            #[allow(deprecated)]
+            RawStrippedState::Stripped(raw) => serde_json::from_str(raw.json().get()).ok(),
+            RawStrippedState::Pdu(pdu) => serde_json::from_str(pdu.get()).ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The memberships a user of this server asks another server's room for.
