@@ -726,3 +726,55 @@ fn authorised_by(object: &CanonicalJsonObject, server: &ServerName) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::{server_name, user_id};
+    use serde_json::{json, value::to_raw_value};
+
+    use super::*;
+
+    #[test]
+    fn a_template_must_be_the_users_own_membership() {
+        let server = server_name!("resident.test");
+        let user = user_id!("@ana:joining.test");
+        let good = to_raw_value(&json!({
+            "sender": user, "state_key": user, "type": "m.room.member",
+            "content": { "membership": "join" },
+        }))
+        .expect("json");
+        assert!(checked_template(server, &good, user, "join").is_ok());
+        assert!(checked_template(server, &good, user, "knock").is_err());
+        let someone_else = to_raw_value(&json!({
+            "sender": "@eve:resident.test", "state_key": user, "type": "m.room.member",
+            "content": { "membership": "join" },
+        }))
+        .expect("json");
+        assert!(checked_template(server, &someone_else, user, "join").is_err());
+        let not_json = to_raw_value(&json!(["not", "an", "event"])).expect("json");
+        assert!(checked_template(server, &not_json, user, "join").is_err());
+    }
+
+    #[test]
+    fn only_a_join_naming_a_local_user_is_authorised_here() {
+        let here = server_name!("resident.test");
+        let join = |via: &str| -> CanonicalJsonObject {
+            serde_json::from_value(json!({
+                "content": { "membership": "join", "join_authorised_via_users_server": via },
+            }))
+            .expect("object")
+        };
+        assert!(authorised_by(&join("@mod:resident.test"), here));
+        assert!(!authorised_by(&join("@mod:elsewhere.test"), here));
+        assert!(!authorised_by(&join("not a user"), here));
+    }
+
+    #[test]
+    fn stripped_state_is_read_in_both_forms() {
+        let pdu = to_raw_value(&json!({ "type": "m.room.name", "state_key": "", "content": {} }))
+            .expect("json");
+        let values = stripped_state_values(&[RawStrippedState::Pdu(pdu)]);
+        assert_eq!(values.len(), 1);
+        assert_eq!(values[0]["type"], "m.room.name");
+    }
+}

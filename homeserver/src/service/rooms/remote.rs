@@ -623,3 +623,37 @@ fn create_event_id(room_id: &RoomId) -> Option<OwnedEventId> {
     let hash = room_id.as_str().strip_prefix('!')?;
     OwnedEventId::try_from(format!("${hash}")).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::{owned_event_id, room_id};
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(value: serde_json::Value) -> CanonicalJsonObject {
+        serde_json::from_value(value).expect("canonical object")
+    }
+
+    #[test]
+    fn references_of_every_room_version_are_read() {
+        let v3 = object(json!({ "prev_events": ["$a", "$b"] }));
+        assert_eq!(ids_of(&v3, "prev_events"), vec![owned_event_id!("$a"), owned_event_id!("$b")]);
+        // Room versions 1 and 2: `[event_id, {hashes}]`.
+        let v1 = object(json!({ "auth_events": [["$c:x.org", { "sha256": "abc" }]] }));
+        assert_eq!(ids_of(&v1, "auth_events"), vec![owned_event_id!("$c:x.org")]);
+        assert!(ids_of(&v1, "prev_events").is_empty());
+    }
+
+    #[test]
+    fn a_v12_create_event_belongs_to_the_room_its_id_names() {
+        let room = room_id!("!abc");
+        let create = object(json!({ "type": "m.room.create" }));
+        assert!(belongs_to_room(&create, &owned_event_id!("$abc"), room));
+        assert!(!belongs_to_room(&create, &owned_event_id!("$other"), room));
+        let named = object(json!({ "room_id": "!abc", "type": "m.room.message" }));
+        assert!(belongs_to_room(&named, &owned_event_id!("$x"), room));
+        let elsewhere = object(json!({ "room_id": "!def", "type": "m.room.message" }));
+        assert!(!belongs_to_room(&elsewhere, &owned_event_id!("$x"), room));
+    }
+}
