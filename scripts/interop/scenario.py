@@ -107,6 +107,33 @@ def scenario(owner, owner_server, guest, label):
     check("joined members", owner.members(room), guest.members(room))
 
 
+def invites(owner, guest, label):
+    """`owner` invites `guest` (of the other server) to a private room; the invite shows in the
+    guest's sync with the room's name, the guest joins, and they talk."""
+    print(f"{label}: {owner.user_id} invites {guest.user_id}")
+    room = owner.call("POST", "/_matrix/client/v3/createRoom",
+                      {"preset": "private_chat", "name": f"Invite {label}"})["room_id"]
+    owner.call("POST", f"/_matrix/client/v3/rooms/{q(room)}/invite", {"user_id": guest.user_id})
+    deadline, since, invite = time.time() + 60, None, None
+    while invite is None:
+        if time.time() > deadline:
+            raise SystemExit(f"[{guest.name}] the invite never arrived")
+        path = "/_matrix/client/v3/sync?timeout=2000" + (f"&since={q(since)}" if since else "")
+        answer = guest.call("GET", path)
+        invite = answer.get("rooms", {}).get("invite", {}).get(room)
+        since = answer["next_batch"]
+    names = [e.get("content", {}).get("name") for e in invite["invite_state"]["events"]
+             if e.get("type") == "m.room.name"]
+    if names != [f"Invite {label}"]:
+        raise SystemExit(f"[{guest.name}] the invite does not show the room's name: {invite}")
+    print(f"  {guest.name}'s sync shows the invite with the room's name")
+    guest.call("POST", f"/_matrix/client/v3/join/{q(room)}", {})
+    guest.say(room, f"thanks for the invite ({label})")
+    owner.wait_for(room, lambda e: e.get("content", {}).get("body") == f"thanks for the invite ({label})",
+                   "the invited user's message")
+    print(f"  {guest.name} joined through the invite and talked")
+
+
 def versions(owner, owner_server, guest):
     """`guest` joins rooms of every version `owner` creates, and talks in each."""
     for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]:
@@ -131,6 +158,8 @@ def main():
     synapse = Client(args.synapse, "synapse").register(f"bruno{suffix}")
     scenario(relais, args.relais_name, synapse, "synapse-user-joins-relais-room")
     scenario(synapse, args.synapse_name, relais, "relais-user-joins-synapse-room")
+    invites(synapse, relais, "synapse-invites-relais")
+    invites(relais, synapse, "relais-invites-synapse")
     print("room versions: a Relais user joins Synapse rooms of versions 1 to 12")
     versions(synapse, args.synapse_name, relais)
     print("interop: all checks passed")
