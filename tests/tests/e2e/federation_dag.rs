@@ -235,3 +235,52 @@ async fn history_from_before_the_join_is_backfilled() {
     alice.say(&room, "new", "new 0").await;
     until_history(&bob, &room, "the new message", |b| b.last().is_some_and(|l| l == "new 0")).await;
 }
+
+#[tokio::test]
+async fn a_gap_is_filled_from_the_server_that_sent_the_next_event() {
+    let mut servers = start_federation(3);
+    let alice = servers[0].register("alice").await;
+    let bob = servers[1].register("bob").await;
+    let carol = servers[2].register("carol").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    join_via(&bob, &room, &servers[0].server_name).await;
+    join_via(&carol, &room, &servers[0].server_name).await;
+    // Bob's server knows Carol's server is in the room before Bob speaks.
+    let carol_id = carol.user_id().await;
+    relais_tests::sync_until(&bob, 30, "carol's join on bob's server", |r| {
+        relais_tests::timeline(r, &room).iter().any(|e| e["state_key"] == carol_id.as_str())
+    })
+    .await;
+
+    // Bob's message reaches Alice's server only: Carol's is down, then Bob's goes down with the
+    // message still queued for Carol.
+    servers[2].server.kill();
+    bob.say(&room, "b1", "while carol's server was down").await;
+    until_history(&alice, &room, "bob's message on alice's server", |b| {
+        b.contains(&"while carol's server was down".to_owned())
+    })
+    .await;
+    servers[1].server.kill();
+    servers[2].server.resume();
+    let carol = carol.reconnect(&servers[2].server);
+
+    // Alice's next message points at Bob's: Carol's server asks Alice's for what it missed.
+    alice.say(&room, "a1", "after the gap").await;
+    let both = |b: &[String]| {
+        b.iter().filter(|m| *m == "while carol's server was down").count() == 1
+            && b.iter().filter(|m| *m == "after the gap").count() == 1
+    };
+    until_history(&carol, &room, "both messages on carol's server", both).await;
+    let bodies = history(&carol, &room).await;
+    let gap = bodies.iter().position(|m| m == "while carol's server was down");
+    let after = bodies.iter().position(|m| m == "after the gap");
+    assert!(gap < after, "the missed message comes first: {bodies:?}");
+
+    // Bob's server comes back and delivers its queued message: nothing is duplicated.
+    servers[1].server.resume();
+    let bob = bob.reconnect(&servers[1].server);
+    bob.say(&room, "b2", "bob is back").await;
+    until_history(&carol, &room, "bob's new message", |b| b.contains(&"bob is back".to_owned()))
+        .await;
+    assert!(both(&history(&carol, &room).await));
+}
