@@ -284,3 +284,51 @@ async fn a_gap_is_filled_from_the_server_that_sent_the_next_event() {
         .await;
     assert!(both(&history(&carol, &room).await));
 }
+
+#[tokio::test]
+async fn an_event_after_a_gap_too_wide_to_fill_takes_its_state_from_its_origin() {
+    let mut servers = start_federation(3);
+    let alice = servers[0].register("alice").await;
+    let bob = servers[1].register("bob").await;
+    let carol = servers[2].register("carol").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    join_via(&bob, &room, &servers[0].server_name).await;
+    join_via(&carol, &room, &servers[0].server_name).await;
+    let carol_id = carol.user_id().await;
+    relais_tests::sync_until(&bob, 30, "carol's join on bob's server", |r| {
+        relais_tests::timeline(r, &room).iter().any(|e| e["state_key"] == carol_id.as_str())
+    })
+    .await;
+
+    // More of Bob's messages than one `get_missing_events` returns (50) miss Carol's server.
+    servers[2].server.kill();
+    for i in 0..60 {
+        bob.say(&room, &format!("g{i}"), &format!("missed {i}")).await;
+    }
+    until_history(&alice, &room, "bob's messages on alice's server", |b| {
+        b.contains(&"missed 59".to_owned())
+    })
+    .await;
+    servers[1].server.kill();
+    servers[2].server.resume();
+    let carol = carol.reconnect(&servers[2].server);
+
+    // Alice's message is accepted with the state her server gives for it; the gap stays a gap.
+    alice.say(&room, "a1", "after a wide gap").await;
+    until_history(&carol, &room, "alice's message on carol's server", |b| {
+        b.contains(&"after a wide gap".to_owned())
+    })
+    .await;
+    // Carol's server still takes events that build on it, and Carol can answer.
+    carol.say(&room, "c1", "carol answers").await;
+    until_history(&alice, &room, "carol's answer", |b| b.contains(&"carol answers".to_owned()))
+        .await;
+
+    // Bob's server comes back and delivers what it kept for Carol's: nothing lost, nothing twice.
+    servers[1].server.resume();
+    let complete = |b: &[String]| {
+        (0..60).all(|i| b.iter().filter(|m| **m == format!("missed {i}")).count() == 1)
+            && b.iter().filter(|m| *m == "after a wide gap").count() == 1
+    };
+    until_history(&carol, &room, "bob's queued messages on carol's server", complete).await;
+}

@@ -29,7 +29,7 @@ use crate::service::{
     Services,
     rooms::{
         PduTemplate, RoomError,
-        remote::{Accepted, belongs_to_room, rules_of},
+        remote::{Accepted, rules_of},
     },
 };
 
@@ -450,8 +450,8 @@ impl Services {
         {
             object = signed;
         }
-        let state = self.verify_all(server, room_id, &version, &answer.state).await?;
-        let auth_chain = self.verify_all(server, room_id, &version, &answer.auth_chain).await?;
+        let state = self.verify_pdus(server, room_id, &version, &answer.state).await?;
+        let auth_chain = self.verify_pdus(server, room_id, &version, &answer.auth_chain).await?;
         if !state.iter().any(|(_, o)| string_field(o, "type") == Some("m.room.create")) {
             return Err(MembershipError::Invalid(format!(
                 "{server} sent a state without m.room.create"
@@ -542,30 +542,6 @@ impl Services {
             object.insert("event_id".into(), CanonicalJsonValue::String(id));
         }
         Ok(())
-    }
-
-    /// Verifies the events of a join answer; events that fail are left out.
-    async fn verify_all(
-        &self,
-        server: &ServerName,
-        room_id: &RoomId,
-        version: &RoomVersionId,
-        events: &[Box<RawJsonValue>],
-    ) -> Result<Vec<(OwnedEventId, CanonicalJsonObject)>, MembershipError> {
-        let mut out = Vec::with_capacity(events.len());
-        for json in events {
-            let (id, object) = parse_pdu(json, version)?;
-            if !belongs_to_room(&object, &id, room_id) {
-                continue;
-            }
-            match self.verify_pdu(id.clone(), room_id.to_owned(), object, version).await {
-                Ok(verified) => out.push((id, verified.object)),
-                Err(e) => {
-                    tracing::warn!(%server, %id, error = %e, "an event of a join answer failed its checks")
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Invites a user of another server: the invite is built here, signed by the invitee's server

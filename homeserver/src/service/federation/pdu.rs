@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId,
     ServerName,
-    api::federation::event::{get_event, get_missing_events},
+    api::federation::event::{get_event, get_missing_events, get_room_state},
     signatures::Verified,
 };
 use serde_json::value::RawValue as RawJsonValue;
@@ -25,7 +25,7 @@ use crate::service::{
     Services,
     rooms::{
         RoomError,
-        remote::{Accepted, event_id_of, ids_of, rules_of},
+        remote::{Accepted, belongs_to_room, event_id_of, ids_of, rules_of},
     },
 };
 
@@ -117,6 +117,31 @@ impl Services {
         Ok(VerifiedPdu { event_id, room_id, object })
     }
 
+    /// Verifies the events of another server's answer (a join's state, the state at an event);
+    /// events of another room or that fail their checks are left out.
+    pub async fn verify_pdus(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        events: &[Box<RawJsonValue>],
+    ) -> Result<Vec<(OwnedEventId, CanonicalJsonObject)>, PduError> {
+        let mut out = Vec::with_capacity(events.len());
+        for json in events {
+            let (id, object) = parse_pdu(json, version)?;
+            if !belongs_to_room(&object, &id, room_id) {
+                continue;
+            }
+            match self.verify_pdu(id.clone(), room_id.to_owned(), object, version).await {
+                Ok(verified) => out.push((id, verified.object)),
+                Err(e) => {
+                    tracing::warn!(%server, %id, error = %e, "an event of another server's answer failed its checks")
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Handles one PDU of a transaction from `origin`.
     pub async fn handle_incoming_pdu(
         &self,
@@ -173,9 +198,21 @@ impl Services {
                 self.fill_gap(origin, room_id, version, &event_id).await?;
                 let still = self.missing_prev_events(&verified.object)?;
                 if !still.is_empty() {
-                    return Err(PduError::Missing(format!(
-                        "{origin} did not provide the prev events {still:?} of {event_id}"
-                    )));
+                    // The gap stays: take the state before the event from its origin.
+                    tracing::info!(%event_id, missing = still.len(), "prev events unavailable: taking the state before the event from its origin");
+                    let request =
+                        get_room_state::v1::Request::new(event_id.clone(), room_id.to_owned());
+                    let answer = self.federation.client.send(origin, request).await?;
+                    let state = self.verify_pdus(origin, room_id, version, &answer.pdus).await?;
+                    let chain =
+                        self.verify_pdus(origin, room_id, version, &answer.auth_chain).await?;
+                    return Ok(self.rooms.append_remote_with_state(
+                        room_id,
+                        &verified.event_id,
+                        &verified.object,
+                        &state,
+                        &chain,
+                    )?);
                 }
             }
             let rooms = &self.rooms;

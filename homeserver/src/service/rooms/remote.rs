@@ -245,6 +245,44 @@ impl Rooms {
         Ok(self.pdu(event_id)?.is_some_and(|p| p.stored.count > 0))
     }
 
+    /// The state map of state events another server sent (stored here already).
+    fn state_map_of(
+        &self,
+        state: &[(OwnedEventId, CanonicalJsonObject)],
+    ) -> Result<StateMap, RoomError> {
+        let mut state_map = StateMap::new();
+        for (event_id, object) in state {
+            let Some(CanonicalJsonValue::String(kind)) = object.get("type") else { continue };
+            let Some(CanonicalJsonValue::String(state_key)) = object.get("state_key") else {
+                continue;
+            };
+            let kind = StateEventType::from(kind.as_str());
+            let shortstatekey = self.short.get_or_create_shortstatekey(&kind, state_key)?;
+            if let Some(short) = self.short.shorteventid(event_id)? {
+                state_map.insert(shortstatekey, short);
+            }
+        }
+        Ok(state_map)
+    }
+
+    /// Appends an event whose `prev_events` this server could not get: the state before it is
+    /// the one its origin answered for it (`/state`), verified by the caller; the events of that
+    /// state and their auth chain are stored as outliers first. The missing history stays a gap.
+    pub fn append_remote_with_state(
+        &self,
+        room_id: &RoomId,
+        event_id: &OwnedEventId,
+        object: &CanonicalJsonObject,
+        state: &[(OwnedEventId, CanonicalJsonObject)],
+        auth_chain: &[(OwnedEventId, CanonicalJsonObject)],
+    ) -> Result<Accepted, RoomError> {
+        for (id, event) in auth_chain.iter().chain(state) {
+            self.store_outlier(room_id, id, event)?;
+        }
+        let state_before = self.state_map_of(state)?;
+        self.append_remote_inner(room_id, event_id, object, false, Some(state_before))
+    }
+
     /// Appends an event from another server whose `prev_events` and `auth_events` are all known
     /// here (the caller fetched what was missing). `relay` marks an event this server must pass on
     /// to the room's other servers (a join through this server).
@@ -254,6 +292,19 @@ impl Rooms {
         event_id: &OwnedEventId,
         object: &CanonicalJsonObject,
         relay: bool,
+    ) -> Result<Accepted, RoomError> {
+        self.append_remote_inner(room_id, event_id, object, relay, None)
+    }
+
+    /// [`Rooms::append_remote`], with the state before the event given when its parents are not
+    /// here.
+    fn append_remote_inner(
+        &self,
+        room_id: &RoomId,
+        event_id: &OwnedEventId,
+        object: &CanonicalJsonObject,
+        relay: bool,
+        given_state: Option<StateMap>,
     ) -> Result<Accepted, RoomError> {
         let lock = self.room_lock(room_id);
         let _guard = lock.lock();
@@ -267,19 +318,24 @@ impl Rooms {
         let pdu = PduEvent::from_stored(stored.clone())?;
 
         // The state before the event, from its parents.
-        let mut parent_states = Vec::new();
-        for prev in &pdu.fields.prev_events {
-            let parent = self
-                .pdu(prev)?
-                .filter(|p| p.stored.count > 0)
-                .ok_or_else(|| RoomError::BadRequest(format!("prev event {prev} is not known")))?;
-            parent_states.push(self.state.load(parent.stored.state_after)?);
-        }
-        let parents: Vec<&StateMap> = parent_states.iter().map(|s| &**s).collect();
-        let state_before = if parents.is_empty() {
-            StateMap::new()
-        } else {
-            self.resolve_states(&rules, &parents)?
+        let state_before = match given_state {
+            Some(state) => state,
+            None => {
+                let mut parent_states = Vec::new();
+                for prev in &pdu.fields.prev_events {
+                    let parent =
+                        self.pdu(prev)?.filter(|p| p.stored.count > 0).ok_or_else(|| {
+                            RoomError::BadRequest(format!("prev event {prev} is not known"))
+                        })?;
+                    parent_states.push(self.state.load(parent.stored.state_after)?);
+                }
+                let parents: Vec<&StateMap> = parent_states.iter().map(|s| &**s).collect();
+                if parents.is_empty() {
+                    StateMap::new()
+                } else {
+                    self.resolve_states(&rules, &parents)?
+                }
+            }
         };
         self.check_remote_event(&pdu, &state_before, &rules)?;
 
@@ -325,18 +381,7 @@ impl Rooms {
         for (event_id, object) in auth_chain.iter().chain(state) {
             self.store_outlier(room_id, event_id, object)?;
         }
-        let mut state_map = StateMap::new();
-        for (event_id, object) in state {
-            let Some(CanonicalJsonValue::String(kind)) = object.get("type") else { continue };
-            let Some(CanonicalJsonValue::String(state_key)) = object.get("state_key") else {
-                continue;
-            };
-            let kind = StateEventType::from(kind.as_str());
-            let shortstatekey = self.short.get_or_create_shortstatekey(&kind, state_key)?;
-            if let Some(short) = self.short.shorteventid(event_id)? {
-                state_map.insert(shortstatekey, short);
-            }
-        }
+        let state_map = self.state_map_of(state)?;
         // Room for the history before the join, fetched later by backfill.
         self.globals.skip_counts(BACKFILL_POSITIONS)?;
         let mut batch = Batch::default();
