@@ -407,3 +407,25 @@ async fn remote_users_get_the_tier_of_their_server() {
     agent.say(&room, "a1", "an agent of a partner ministry").await;
     wait_for_body(&alice, &room, "an agent of a partner ministry").await;
 }
+
+#[tokio::test]
+async fn a_room_of_another_server_is_joined_by_its_alias() {
+    let servers = start_federation(2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room =
+        alice.create_room(json!({ "preset": "public_chat", "room_alias_name": "crise" })).await;
+    let alias = format!("#crise:{}", a.server_name);
+    // No `via`: the alias's server says which room it names and where to join.
+    let joined =
+        bob.post(&format!("/_matrix/client/v3/join/{}", enc(&alias)), json!({})).await.ok();
+    assert_eq!(joined["room_id"], room.as_str());
+    bob.say(&room, "t1", "joined by the alias").await;
+    wait_for_body(&alice, &room, "joined by the alias").await;
+    // An alias nobody has is not found on its server.
+    let missing = format!("#nothing:{}", a.server_name);
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&missing)), json!({}))
+        .await
+        .err(404, "M_NOT_FOUND");
+}

@@ -79,9 +79,7 @@ async fn enter_room(
         && services.config.federation.enabled
     {
         // An alias of another server: that server says which room it names.
-        let request =
-            ruma::api::federation::query::get_room_information::v1::Request::new(alias.to_owned());
-        let answer = services.federation.client.send(alias.server_name(), request).await?;
+        let answer = services.remote_alias(alias).await?;
         via.push(alias.server_name().to_owned());
         via.extend(answer.servers);
         target = answer.room_id.into();
