@@ -80,11 +80,14 @@ impl Services {
                 }
                 match self.verify_pdu(id.clone(), room_id.to_owned(), object, &version).await {
                     Ok(verified) => {
-                        if self.rooms.store_backfilled(
-                            room_id,
-                            &verified.event_id,
-                            &verified.object,
-                        )? {
+                        let stored = super::off_the_executor(|| {
+                            self.rooms.store_backfilled(
+                                room_id,
+                                &verified.event_id,
+                                &verified.object,
+                            )
+                        })?;
+                        if stored {
                             added += 1;
                         }
                     }

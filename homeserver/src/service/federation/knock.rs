@@ -51,7 +51,9 @@ impl Services {
                 .await
                 .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))?;
         }
-        match self.rooms.append_remote(room_id, event_id, &object, true)? {
+        match super::off_the_executor(|| {
+            self.rooms.append_remote(room_id, event_id, &object, true)
+        })? {
             Accepted::SoftFailed => Err(MembershipError::Forbidden(
                 "the knock is not allowed by the room's current state".into(),
             )),

@@ -257,7 +257,8 @@ impl Services {
         }
         // A restricted join this server authorises carries its signature too.
         let authorised_here = authorised_by(&object, &self.config.server_name);
-        let accepted = self.rooms.append_remote(room_id, event_id, &object, true)?;
+        let accepted =
+            super::off_the_executor(|| self.rooms.append_remote(room_id, event_id, &object, true))?;
         let pdu = match accepted {
             Accepted::Stored(pdu) => pdu,
             Accepted::AlreadyKnown => self
@@ -303,7 +304,9 @@ impl Services {
     ) -> Result<(), MembershipError> {
         let (_, object) =
             self.check_sent_membership(origin, room_id, event_id, pdu, "leave").await?;
-        match self.rooms.append_remote(room_id, event_id, &object, true)? {
+        match super::off_the_executor(|| {
+            self.rooms.append_remote(room_id, event_id, &object, true)
+        })? {
             Accepted::SoftFailed => Err(MembershipError::Forbidden(
                 "the leave is not allowed by the room's current state".into(),
             )),
@@ -457,13 +460,15 @@ impl Services {
                 "{server} sent a state without m.room.create"
             )));
         }
-        self.rooms.join_remote_room(
-            room_id,
-            &version,
-            &state,
-            &auth_chain,
-            (&event_id, &object),
-        )?;
+        super::off_the_executor(|| {
+            self.rooms.join_remote_room(
+                room_id,
+                &version,
+                &state,
+                &auth_chain,
+                (&event_id, &object),
+            )
+        })?;
         Ok(())
     }
 
@@ -586,7 +591,10 @@ impl Services {
             )));
         }
         let verified = self.verify_pdu(id, room_id.to_owned(), signed, &version).await?;
-        match self.rooms.append_remote(room_id, &event_id, &verified.object, false)? {
+        let accepted = super::off_the_executor(|| {
+            self.rooms.append_remote(room_id, &event_id, &verified.object, false)
+        })?;
+        match accepted {
             Accepted::SoftFailed => Err(MembershipError::Forbidden(
                 "the room changed while the invite was signed; try again".into(),
             )),

@@ -180,6 +180,15 @@ impl Federation {
     }
 }
 
+/// Runs storage work of the federation pipeline (an event's authorization, state resolution, its
+/// write and fsync) without holding up the async executor: the worker thread hands its other
+/// tasks to another thread while it blocks. Runs it in place on a single-threaded runtime.
+pub(crate) fn off_the_executor<T>(work: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded { tokio::task::block_in_place(work) } else { work() }
+}
+
 #[cfg(test)]
 mod tests {
     use ruma::server_name;

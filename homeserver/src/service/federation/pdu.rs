@@ -206,17 +206,21 @@ impl Services {
                     let state = self.verify_pdus(origin, room_id, version, &answer.pdus).await?;
                     let chain =
                         self.verify_pdus(origin, room_id, version, &answer.auth_chain).await?;
-                    return Ok(self.rooms.append_remote_with_state(
-                        room_id,
-                        &verified.event_id,
-                        &verified.object,
-                        &state,
-                        &chain,
-                    )?);
+                    return Ok(super::off_the_executor(|| {
+                        self.rooms.append_remote_with_state(
+                            room_id,
+                            &verified.event_id,
+                            &verified.object,
+                            &state,
+                            &chain,
+                        )
+                    })?);
                 }
             }
             let rooms = &self.rooms;
-            Ok(rooms.append_remote(room_id, &verified.event_id, &verified.object, false)?)
+            Ok(super::off_the_executor(|| {
+                rooms.append_remote(room_id, &verified.event_id, &verified.object, false)
+            })?)
         })
     }
 
