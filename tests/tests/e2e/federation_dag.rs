@@ -236,21 +236,28 @@ async fn history_from_before_the_join_is_backfilled() {
     until_history(&bob, &room, "the new message", |b| b.last().is_some_and(|l| l == "new 0")).await;
 }
 
-#[tokio::test]
-async fn a_gap_is_filled_from_the_server_that_sent_the_next_event() {
-    let mut servers = start_federation(3);
+/// Alice (server 0), Bob (1) and Carol (2) in a public room of Alice's server, once Bob's server
+/// knows Carol's is in it (so that Bob's messages are meant for Carol's server too).
+async fn three_in_a_room() -> (Vec<relais_tests::federation::FederatedServer>, [Client; 3], String)
+{
+    let servers = start_federation(3);
     let alice = servers[0].register("alice").await;
     let bob = servers[1].register("bob").await;
     let carol = servers[2].register("carol").await;
     let room = alice.create_room(json!({ "preset": "public_chat" })).await;
     join_via(&bob, &room, &servers[0].server_name).await;
     join_via(&carol, &room, &servers[0].server_name).await;
-    // Bob's server knows Carol's server is in the room before Bob speaks.
     let carol_id = carol.user_id().await;
     relais_tests::sync_until(&bob, 30, "carol's join on bob's server", |r| {
         relais_tests::timeline(r, &room).iter().any(|e| e["state_key"] == carol_id.as_str())
     })
     .await;
+    (servers, [alice, bob, carol], room)
+}
+
+#[tokio::test]
+async fn a_gap_is_filled_from_the_server_that_sent_the_next_event() {
+    let (mut servers, [alice, bob, carol], room) = three_in_a_room().await;
 
     // Bob's message reaches Alice's server only: Carol's is down, then Bob's goes down with the
     // message still queued for Carol.
@@ -287,18 +294,7 @@ async fn a_gap_is_filled_from_the_server_that_sent_the_next_event() {
 
 #[tokio::test]
 async fn an_event_after_a_gap_too_wide_to_fill_takes_its_state_from_its_origin() {
-    let mut servers = start_federation(3);
-    let alice = servers[0].register("alice").await;
-    let bob = servers[1].register("bob").await;
-    let carol = servers[2].register("carol").await;
-    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
-    join_via(&bob, &room, &servers[0].server_name).await;
-    join_via(&carol, &room, &servers[0].server_name).await;
-    let carol_id = carol.user_id().await;
-    relais_tests::sync_until(&bob, 30, "carol's join on bob's server", |r| {
-        relais_tests::timeline(r, &room).iter().any(|e| e["state_key"] == carol_id.as_str())
-    })
-    .await;
+    let (mut servers, [alice, bob, carol], room) = three_in_a_room().await;
 
     // More of Bob's messages than one `get_missing_events` returns (50) miss Carol's server.
     servers[2].server.kill();

@@ -10,8 +10,8 @@ use ruma::{
 use serde_json::value::RawValue as RawJsonValue;
 
 use super::membership::{
-    MembershipError, RemoteMembership, SUPPORTED_VERSIONS, checked_template, membership_template,
-    raw, string_field, stripped_state_values,
+    MembershipError, RemoteMembership, SUPPORTED_VERSIONS, membership_template, raw, string_field,
+    stripped_state_values,
 };
 use crate::service::{Services, rooms::remote::Accepted};
 
@@ -25,10 +25,7 @@ impl Services {
         versions: &[RoomVersionId],
     ) -> Result<(RoomVersionId, Box<RawJsonValue>), MembershipError> {
         self.check_template_request(origin, room_id, user, versions)?;
-        self.policy_checks
-            .user_may_join_room(user, room_id, false, true)
-            .await
-            .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))?;
+        self.check_remote_entry(user, room_id, true).await?;
         let (version, object) =
             self.rooms.event_template(room_id, user, &membership_template(user, "knock"))?;
         Ok((version, raw(&object)?))
@@ -46,10 +43,7 @@ impl Services {
         let (_, object) =
             self.check_sent_membership(origin, room_id, event_id, pdu, "knock").await?;
         if let Some(sender) = string_field(&object, "sender").and_then(|s| UserId::parse(s).ok()) {
-            self.policy_checks
-                .user_may_join_room(&sender, room_id, false, true)
-                .await
-                .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))?;
+            self.check_remote_entry(&sender, room_id, true).await?;
         }
         match super::off_the_executor(|| {
             self.rooms.append_remote(room_id, event_id, &object, true)
@@ -86,9 +80,8 @@ impl Services {
             SUPPORTED_VERSIONS.iter().filter_map(|v| RoomVersionId::try_from(*v).ok()).collect();
         let response = self.federation.client.send(server, request).await?;
         let version = response.room_version;
-        let mut object = checked_template(server, &response.event, user, "knock")?;
-        self.fill_own_event(&mut object, &version, user, reason)?;
-        let event_id = self.rooms.sign_event(&mut object, &version)?;
+        let (object, event_id) =
+            self.sign_template(server, &response.event, &version, user, "knock", reason)?;
         let request = create_knock_event::v1::Request::new(
             room_id.to_owned(),
             event_id.clone(),

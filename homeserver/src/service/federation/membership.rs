@@ -148,6 +148,42 @@ impl Services {
         Ok(())
     }
 
+    /// Asks the policy whether another server's `user` may join (or knock on) the room, as
+    /// local joins are asked: at the template and again when the signed event comes back.
+    pub(super) async fn check_remote_entry(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        is_knock: bool,
+    ) -> Result<(), MembershipError> {
+        let invited = !is_knock
+            && self
+                .rooms
+                .membership(room_id, user)?
+                .is_some_and(|m| m.membership == MembershipState::Invite);
+        self.policy_checks
+            .user_may_join_room(user, room_id, invited, is_knock)
+            .await
+            .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))
+    }
+
+    /// This server's part of a template a resident server answered for `user`: checked to be
+    /// their own `membership` event, completed and signed. Returns the event and its ID.
+    pub(super) fn sign_template(
+        &self,
+        server: &ServerName,
+        template: &RawJsonValue,
+        version: &RoomVersionId,
+        user: &UserId,
+        membership: &str,
+        reason: Option<&str>,
+    ) -> Result<(CanonicalJsonObject, OwnedEventId), MembershipError> {
+        let mut object = checked_template(server, template, user, membership)?;
+        self.fill_own_event(&mut object, version, user, reason)?;
+        let event_id = self.rooms.sign_event(&mut object, version)?;
+        Ok((object, event_id))
+    }
+
     /// `make_join`: the template of `user`'s join, for a server supporting `versions`.
     pub async fn make_join(
         &self,
@@ -157,14 +193,7 @@ impl Services {
         versions: &[RoomVersionId],
     ) -> Result<(RoomVersionId, Box<RawJsonValue>), MembershipError> {
         self.check_template_request(origin, room_id, user, versions)?;
-        let invited = self
-            .rooms
-            .membership(room_id, user)?
-            .is_some_and(|m| m.membership == MembershipState::Invite);
-        self.policy_checks
-            .user_may_join_room(user, room_id, invited, false)
-            .await
-            .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))?;
+        self.check_remote_entry(user, room_id, false).await?;
         let mut template = membership_template(user, "join");
         if let Some(authoriser) = self.restricted_join_authoriser(user, room_id)? {
             template.content["join_authorised_via_users_server"] = authoriser.as_str().into();
@@ -246,14 +275,7 @@ impl Services {
             self.check_sent_membership(origin, room_id, event_id, pdu, "join").await?;
         let sender = string_field(&object, "sender").and_then(|s| UserId::parse(s).ok());
         if let Some(sender) = &sender {
-            let invited = self
-                .rooms
-                .membership(room_id, sender)?
-                .is_some_and(|m| m.membership == MembershipState::Invite);
-            self.policy_checks
-                .user_may_join_room(sender, room_id, invited, false)
-                .await
-                .map_err(|refusal| MembershipError::Forbidden(refusal.to_string()))?;
+            self.check_remote_entry(sender, room_id, false).await?;
         }
         // A restricted join this server authorises carries its signature too.
         let authorised_here = authorised_by(&object, &self.config.server_name);
@@ -432,9 +454,8 @@ impl Services {
             SUPPORTED_VERSIONS.iter().filter_map(|v| RoomVersionId::try_from(*v).ok()).collect();
         let response = self.federation.client.send(server, request).await?;
         let version = response.room_version.unwrap_or(RoomVersionId::V1);
-        let mut object = checked_template(server, &response.event, user, "join")?;
-        self.fill_own_event(&mut object, &version, user, reason)?;
-        let event_id = self.rooms.sign_event(&mut object, &version)?;
+        let (mut object, event_id) =
+            self.sign_template(server, &response.event, &version, user, "join", reason)?;
         let request = create_join_event::v2::Request::new(
             room_id.to_owned(),
             event_id.clone(),
@@ -494,9 +515,8 @@ impl Services {
         let request = prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned());
         let response = self.federation.client.send(server, request).await?;
         let version = response.room_version.unwrap_or(RoomVersionId::V1);
-        let mut object = checked_template(server, &response.event, user, "leave")?;
-        self.fill_own_event(&mut object, &version, user, reason)?;
-        let event_id = self.rooms.sign_event(&mut object, &version)?;
+        let (object, event_id) =
+            self.sign_template(server, &response.event, &version, user, "leave", reason)?;
         let request = create_leave_event::v2::Request::new(
             room_id.to_owned(),
             event_id.clone(),
@@ -508,7 +528,7 @@ impl Services {
     }
 
     /// Fills in this server's part of a template another server made for one of its users.
-    pub(super) fn fill_own_event(
+    fn fill_own_event(
         &self,
         object: &mut CanonicalJsonObject,
         version: &RoomVersionId,
@@ -675,7 +695,7 @@ pub(super) enum RemoteMembership {
 
 /// The event template a resident server answered, checked to be `user`'s own membership event
 /// with `membership`.
-pub(super) fn checked_template(
+fn checked_template(
     server: &ServerName,
     event: &RawJsonValue,
     user: &UserId,
