@@ -34,6 +34,21 @@ pub struct PolicyConfig {
     pub reminder_interval_secs: u64,
     /// The templates workspaces are created from (`[[policy.workspace_templates]]`).
     pub workspace_templates: Vec<WorkspaceTemplate>,
+    /// Who answers the homeserver's policy checks (read by the homeserver only).
+    pub checks: ChecksBy,
+}
+
+/// Who answers a homeserver's policy checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksBy {
+    /// The policy service embedded in the homeserver, with no HTTP in between.
+    #[default]
+    Embedded,
+    /// The service at `[policy_checks] url`: a `relais-policy-service` running on its own. The
+    /// homeserver still keeps the directory (admin API, bot, reminders); the service reads it
+    /// from the unit rooms.
+    External,
 }
 
 /// A workspace template: the rooms a new workspace (a space) starts with.
@@ -119,6 +134,7 @@ impl Default for PolicyConfig {
             guest_reminder_days: 7,
             reminder_interval_secs: 3600,
             workspace_templates: vec![WorkspaceTemplate::standard()],
+            checks: ChecksBy::Embedded,
         }
     }
 }

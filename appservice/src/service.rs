@@ -13,7 +13,7 @@ use relais_policy::{
 
 use crate::{
     PolicyConfig,
-    records::{DelegationRecord, InvitationRecord},
+    records::{DelegationRecord, InvitationRecord, names},
 };
 
 /// Errors of the policy service.
@@ -25,6 +25,14 @@ pub enum ServiceError {
     /// A configuration value is wrong.
     #[error("policy configuration: {0}")]
     Config(String),
+    /// A directory event's content is not a record.
+    #[error("policy directory: unreadable {kind} record: {reason}")]
+    Record {
+        /// The event type.
+        kind: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
 }
 
 /// The policy service's index: a checked directory, rebuilt on every change so that each
@@ -134,6 +142,37 @@ impl PolicyService {
                 }
             }
         })
+    }
+
+    /// Applies a state event of a unit's directory room (`unit`: whose room it is): a user's
+    /// record, a delegation of the unit, or an invitation. `Ok(false)` for an event of another
+    /// type; an error, changing nothing, for a record the directory cannot hold.
+    pub fn apply_directory_event(
+        &self,
+        kind: &str,
+        state_key: &str,
+        content: serde_json::Value,
+        unit: Option<&str>,
+    ) -> Result<bool, ServiceError> {
+        fn read<T: serde::de::DeserializeOwned>(
+            kind: &str,
+            content: serde_json::Value,
+        ) -> Result<T, ServiceError> {
+            serde_json::from_value(content)
+                .map_err(|e| ServiceError::Record { kind: kind.to_owned(), reason: e.to_string() })
+        }
+        // Users' records are keyed by the user ID without its `@` (see `records`).
+        let user = format!("@{state_key}");
+        match kind {
+            names::MEMBER => self.apply_member(&user, read(kind, content)?)?,
+            names::DELEGATION => match unit {
+                Some(unit) => self.apply_delegation(&user, unit, &read(kind, content)?)?,
+                None => return Ok(false),
+            },
+            names::INVITATION => self.apply_invitation(state_key, read(kind, content)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Records an invitation (a `fr.relais.invitation` event) under the hash of its token.

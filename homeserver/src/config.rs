@@ -484,7 +484,12 @@ impl Config {
         // RELAIS_PASSWORD feeds `relais create-user`, not the configuration; the others are the
         // test harness's (`scripts/test.sh`, `relais-tests`), set while unit tests load defaults.
         let not_config = ["PASSWORD", "TEST_PYTHON", "TEST_LOG", "BIN"];
-        figment = figment.merge(Env::prefixed("RELAIS_").ignore(&not_config).split("__"));
+        // `RELAIS_POLICY_SERVICE_*` configures `relais-policy-service`, which may share the
+        // environment.
+        let env = Env::prefixed("RELAIS_")
+            .ignore(&not_config)
+            .filter(|key| !key.as_str().to_ascii_uppercase().starts_with("POLICY_SERVICE_"));
+        figment = figment.merge(env.split("__"));
         let config: Config =
             figment.extract().map_err(|e| ConfigError::Invalid(describe_figment_error(e)))?;
         config.validate()?;
@@ -594,6 +599,13 @@ impl Config {
             return Err(ConfigError::Rule {
                 key: "policy_checks.url",
                 reason: format!("expected an http:// or https:// URL, got {:?}", policy.url),
+            });
+        }
+        let external = self.policy.enabled && self.policy.checks == relais_appservice::ChecksBy::External;
+        if external && policy.url.is_empty() {
+            return Err(ConfigError::Rule {
+                key: "policy_checks.url",
+                reason: "`policy.checks = \"external\"` needs the URL of the policy service".to_owned(),
             });
         }
         if policy.timeout_ms == 0 {

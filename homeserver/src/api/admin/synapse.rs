@@ -6,7 +6,8 @@
 //!
 //! - `GET /_synapse/admin/v2/users`, `GET|PUT /_synapse/admin/v2/users/{userId}`
 //! - `POST /_synapse/admin/v1/deactivate/{userId}`
-//! - `GET /_synapse/admin/v1/rooms`
+//! - `GET /_synapse/admin/v1/users/{userId}/joined_rooms`
+//! - `GET /_synapse/admin/v1/rooms`, `GET /_synapse/admin/v1/rooms/{roomId}/state`
 //! - `GET /_synapse/admin/v1/server_version`
 
 use std::sync::Arc;
@@ -29,7 +30,10 @@ use crate::{
     api::error::{ApiError, ApiResult},
     service::{
         Services,
-        policy::user_admin::{AccountUpdate, ManagedUser},
+        policy::{
+            PolicyError,
+            user_admin::{AccountUpdate, ManagedUser},
+        },
     },
 };
 
@@ -39,7 +43,9 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/_synapse/admin/v2/users", get(list_users))
         .route("/_synapse/admin/v2/users/{user_id}", get(get_user).put(put_user))
         .route("/_synapse/admin/v1/deactivate/{user_id}", post(deactivate))
+        .route("/_synapse/admin/v1/users/{user_id}/joined_rooms", get(joined_rooms))
         .route("/_synapse/admin/v1/rooms", get(list_rooms))
+        .route("/_synapse/admin/v1/rooms/{room_id}/state", get(room_state))
         .route("/_synapse/admin/v1/server_version", get(server_version))
 }
 
@@ -338,6 +344,58 @@ fn room_json(services: &Services, room: &OwnedRoomId) -> Value {
         "room_type": create.as_ref().and_then(|c| c.get("type").cloned()),
         "fr.relais.class": field("fr.relais.access", "class"),
     })
+}
+
+/// `GET /_synapse/admin/v1/rooms/{roomId}/state`: the room's current state in the client format,
+/// for admins whose scope covers the room (the standalone policy service reads rooms this way).
+async fn room_state(
+    State(services): State<Arc<Services>>,
+    Path(room): Path<String>,
+    parts: Parts,
+) -> ApiResult<Response> {
+    let session = caller(&services, &parts)?;
+    let room = OwnedRoomId::try_from(room)
+        .map_err(|e| ApiError::InvalidParam(format!("invalid room ID: {e}")))?;
+    let state = blocking(move || {
+        let scope = services.admin_scope(&session.user_id)?;
+        let Some((_, meta)) = services.rooms.meta(&room)? else {
+            return Err(PolicyError::NotFound("Room not found".into()));
+        };
+        if !services.covers_room(&scope, &room)? {
+            return Err(PolicyError::Refused(format!(
+                "{room} is outside the units you administer"
+            )));
+        }
+        let events = services.rooms.state_events(meta.state)?;
+        Ok(events.iter().map(|pdu| pdu.to_client_json(serde_json::Map::new())).collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(axum::Json(json!({ "state": state })).into_response())
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/joined_rooms`: the rooms a user is joined to, for
+/// admins whose scope covers the user.
+async fn joined_rooms(
+    State(services): State<Arc<Services>>,
+    Path(target): Path<String>,
+    parts: Parts,
+) -> ApiResult<Response> {
+    let session = caller(&services, &parts)?;
+    let target = user_id(&target)?;
+    let rooms = blocking(move || {
+        let scope = services.admin_scope(&session.user_id)?;
+        if services.managed_user(&scope, &target)?.is_none() {
+            return Err(PolicyError::NotFound("User not found".into()));
+        }
+        let rooms = services.rooms.rooms_of(&target)?;
+        Ok(rooms
+            .into_iter()
+            .filter(|(_, m)| m.membership == MembershipState::Join)
+            .map(|(room, _)| room)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(axum::Json(json!({ "total": rooms.len(), "joined_rooms": rooms })).into_response())
 }
 
 /// `GET /_synapse/admin/v1/server_version`: needs no authentication, as in Synapse.

@@ -27,5 +27,8 @@ pub async fn ping(
         )));
     }
     let duration = services.appservices.ping(&service, req.body.transaction_id).await?;
+    if let Some(handle) = services.appservices.handle(service.id()) {
+        handle.mark_reachable();
+    }
     Ok(request_ping::v1::Response::new(duration))
 }

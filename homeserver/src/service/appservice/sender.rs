@@ -100,6 +100,8 @@ pub struct SenderHandle {
     /// device-list changes are computed from.
     e2ee_users: Mutex<BTreeSet<OwnedUserId>>,
     wake: Notify,
+    /// Set when the service answered a ping: a transaction waiting to be sent again goes now.
+    reachable: Notify,
 }
 
 impl SenderHandle {
@@ -114,6 +116,13 @@ impl SenderHandle {
     pub fn push_ephemeral(&self, edu: Value) {
         self.ephemeral.lock().push(edu);
         self.wake.notify_one();
+    }
+
+    /// The service answered a ping, so it is up again: a transaction waiting out its retry delay
+    /// is sent at once, and the delay starts over. A service that restarts and pings (as bridges
+    /// do at start-up) gets its backlog without waiting up to `max_retry_interval_secs`.
+    pub fn mark_reachable(&self) {
+        self.reachable.notify_one();
     }
 }
 
@@ -276,8 +285,10 @@ impl Services {
                         retry_in_secs = retry.as_secs(),
                         "transaction not delivered; it will be sent again"
                     );
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(max_retry);
+                    tokio::select! {
+                        () = tokio::time::sleep(retry) => retry = (retry * 2).min(max_retry),
+                        () = handle.reachable.notified() => retry = FIRST_RETRY,
+                    }
                 }
             }
         }

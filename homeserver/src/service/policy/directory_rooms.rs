@@ -4,7 +4,7 @@
 //! also an `fr.relais.audit` timeline event, so the rooms' timelines are the audit log.
 
 use relais_appservice::records::{
-    AuditEntry, DelegationRecord, InvitationRecord, UserRecord, names,
+    AuditEntry, names,
 };
 use ruma::{
     OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId,
@@ -29,11 +29,6 @@ use crate::{
 /// let only the user themselves send state keyed by their ID.
 pub fn user_state_key(user: &str) -> &str {
     user.strip_prefix('@').unwrap_or(user)
-}
-
-/// The user a state key of [`user_state_key`] names.
-fn user_of_state_key(key: &str) -> String {
-    format!("@{key}")
 }
 
 /// The alias of a unit's room.
@@ -182,34 +177,15 @@ impl Services {
             else {
                 continue;
             };
-            let user = &user_of_state_key(key);
-            let kind = pdu.kind().to_string();
-            if kind == names::INVITATION {
-                match serde_json::from_value::<InvitationRecord>(content) {
-                    Ok(record) => {
-                        self.policy.service.apply_invitation(key, record);
-                        applied += 1;
-                    }
-                    Err(e) => tracing::warn!(event_id = %pdu.event_id(), error = %e,
-                        "invitation record skipped"),
-                }
-                continue;
-            }
-            let result = if kind == names::MEMBER {
-                serde_json::from_value::<UserRecord>(content)
-                    .map_err(|e| PolicyError::BadRequest(e.to_string()))
-                    .and_then(|r| Ok(self.policy.service.apply_member(user, r)?))
-            } else {
-                let unit = self.unit_of_room(pdu.room_id());
-                serde_json::from_value::<DelegationRecord>(content)
-                    .map_err(|e| PolicyError::BadRequest(e.to_string()))
-                    .and_then(|r| match unit {
-                        Some(unit) => Ok(self.policy.service.apply_delegation(user, &unit, &r)?),
-                        None => Ok(()),
-                    })
-            };
-            match result {
-                Ok(()) => applied += 1,
+            let unit = self.unit_of_room(pdu.room_id());
+            match self.policy.service.apply_directory_event(
+                &pdu.kind().to_string(),
+                key,
+                content,
+                unit.as_deref(),
+            ) {
+                Ok(true) => applied += 1,
+                Ok(false) => {}
                 // A record the directory cannot hold (a unit removed from the configuration, say)
                 // is skipped: the rest of the directory still works, and the log says why.
                 Err(e) => tracing::warn!(event_id = %pdu.event_id(), error = %e,

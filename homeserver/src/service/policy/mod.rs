@@ -96,7 +96,8 @@ impl Policy {
 
 impl Services {
     /// Sets the policy up: the bot, the unit rooms, the index rebuilt from them, and the embedded
-    /// service as the backend of every policy check. Does nothing when the policy is disabled.
+    /// service as the backend of every policy check (unless `policy.checks` sends the checks to
+    /// an external service). Does nothing when the policy is disabled.
     pub fn start_policy(self: &Arc<Self>) -> Result<(), PolicyError> {
         if !self.policy.enabled() {
             return Ok(());
@@ -108,7 +109,9 @@ impl Services {
             records = loaded,
             "policy directory loaded"
         );
-        self.policy_checks.set_backend(Arc::new(embedded::EmbeddedPolicy::new(self)));
+        if self.config.policy.checks == relais_appservice::ChecksBy::Embedded {
+            self.policy_checks.set_backend(Arc::new(embedded::EmbeddedPolicy::new(self)));
+        }
         self.rooms.add_event_hook(Arc::new(bot::PolicyBot::new(self)));
         Ok(())
     }

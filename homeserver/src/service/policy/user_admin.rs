@@ -192,6 +192,12 @@ impl Services {
         self.admin_set_status(actor, &scope, target, AccountStatus::Deactivated)
     }
 
+    /// Whether `scope` covers `room`: a server admin's covers every room, a delegated admin's
+    /// the rooms of their units' subtrees.
+    pub fn covers_room(&self, scope: &AdminScope, room: &RoomId) -> Result<bool, PolicyError> {
+        Ok(*scope == AdminScope::Server || self.covers(scope, self.room_unit(room)?.as_ref()))
+    }
+
     /// Local rooms the scope covers: those a local user is in, whose unit (the workspace's, the
     /// parent workspace's, the unit room's, or the creator's) is in the scope.
     pub fn managed_rooms(&self, scope: &AdminScope) -> Result<Vec<OwnedRoomId>, PolicyError> {
@@ -201,7 +207,7 @@ impl Services {
         }
         let mut covered = Vec::new();
         for room in rooms {
-            if *scope == AdminScope::Server || self.covers(scope, self.room_unit(&room)?.as_ref()) {
+            if self.covers_room(scope, &room)? {
                 covered.push(room);
             }
         }

@@ -232,7 +232,7 @@ impl PolicyChecks {
             username: username.map(str::to_owned),
             request_info: vec![request_info],
             auth_provider_id: None,
-            registration_token: registration_token.map(str::to_owned),
+            registration_token_hash: registration_token.map(crate::service::accounts::hash_token),
         };
         self.settle(callback, backend.check_registration_for_spam(&args).await)
     }

@@ -12,18 +12,17 @@
 //! counts outcomes.
 
 mod answer;
-pub mod args;
 mod checks;
 mod http;
 
-use std::{fmt, future::Future, pin::Pin};
+use std::{future::Future, pin::Pin};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+pub use relais_appservice::checks::{Callback, args::*};
 
 pub use self::{
     answer::DEFAULT_ERRCODE,
-    args::*,
     checks::{Outcome, PolicyChecks},
     http::HttpPolicyCheck,
 };
@@ -107,79 +106,6 @@ impl PolicyCheck for AllowAll {
     }
     fn federated_user_may_invite<'a>(&'a self, _: &'a FederatedUserMayInvite) -> PolicyFuture<'a> {
         allowed()
-    }
-}
-
-/// The callbacks, by their Synapse names (the last segment of the URL the service is called at).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Callback {
-    /// See [`PolicyCheck::user_may_invite`].
-    #[serde(rename = "user_may_invite")]
-    UserMayInvite,
-    /// See [`PolicyCheck::user_may_send_3pid_invite`].
-    #[serde(rename = "user_may_send_3pid_invite")]
-    UserMaySend3pidInvite,
-    /// See [`PolicyCheck::user_may_join_room`].
-    #[serde(rename = "user_may_join_room")]
-    UserMayJoinRoom,
-    /// See [`PolicyCheck::user_may_create_room`].
-    #[serde(rename = "user_may_create_room")]
-    UserMayCreateRoom,
-    /// See [`PolicyCheck::user_may_send_state_event`].
-    #[serde(rename = "user_may_send_state_event")]
-    UserMaySendStateEvent,
-    /// See [`PolicyCheck::user_may_publish_room`].
-    #[serde(rename = "user_may_publish_room")]
-    UserMayPublishRoom,
-    /// See [`PolicyCheck::check_registration_for_spam`].
-    #[serde(rename = "check_registration_for_spam")]
-    CheckRegistrationForSpam,
-    /// See [`PolicyCheck::check_login_for_spam`].
-    #[serde(rename = "check_login_for_spam")]
-    CheckLoginForSpam,
-    /// See [`PolicyCheck::check_username_for_spam`].
-    #[serde(rename = "check_username_for_spam")]
-    CheckUsernameForSpam,
-    /// See [`PolicyCheck::federated_user_may_invite`].
-    #[serde(rename = "federated_user_may_invite")]
-    FederatedUserMayInvite,
-}
-
-impl Callback {
-    /// Every callback, in the order of the documentation.
-    pub const ALL: [Callback; 10] = [
-        Self::UserMayInvite,
-        Self::UserMaySend3pidInvite,
-        Self::UserMayJoinRoom,
-        Self::UserMayCreateRoom,
-        Self::UserMaySendStateEvent,
-        Self::UserMayPublishRoom,
-        Self::CheckRegistrationForSpam,
-        Self::CheckLoginForSpam,
-        Self::CheckUsernameForSpam,
-        Self::FederatedUserMayInvite,
-    ];
-
-    /// The Synapse name, e.g. `user_may_invite`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UserMayInvite => "user_may_invite",
-            Self::UserMaySend3pidInvite => "user_may_send_3pid_invite",
-            Self::UserMayJoinRoom => "user_may_join_room",
-            Self::UserMayCreateRoom => "user_may_create_room",
-            Self::UserMaySendStateEvent => "user_may_send_state_event",
-            Self::UserMayPublishRoom => "user_may_publish_room",
-            Self::CheckRegistrationForSpam => "check_registration_for_spam",
-            Self::CheckLoginForSpam => "check_login_for_spam",
-            Self::CheckUsernameForSpam => "check_username_for_spam",
-            Self::FederatedUserMayInvite => "federated_user_may_invite",
-        }
-    }
-}
-
-impl fmt::Display for Callback {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -267,19 +193,6 @@ pub enum PolicyCheckError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn callback_names_match_serde_and_are_unique() {
-        let mut names = Vec::new();
-        for callback in Callback::ALL {
-            let json = serde_json::to_value(callback).expect("serialise");
-            assert_eq!(json, callback.as_str());
-            names.push(callback.as_str());
-        }
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), Callback::ALL.len());
-    }
 
     #[test]
     fn failures_say_what_happened_and_which_check() {

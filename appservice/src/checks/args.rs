@@ -102,10 +102,15 @@ pub struct CheckRegistrationForSpam {
     pub request_info: Vec<RequestInfo>,
     /// The single-sign-on provider, if any (always `null` here).
     pub auth_provider_id: Option<String>,
-    /// The registration token the user presented, for the embedded policy service, which checks
-    /// its own invitations. Never sent to an external service: it is a secret.
-    #[serde(skip)]
-    pub registration_token: Option<String>,
+    /// The SHA-256 (base64url, unpadded) of the registration token the user presented, if any:
+    /// the ID of the registration invitation it names, which the policy service looks up in its
+    /// directory. The token itself, a secret, never leaves the homeserver.
+    #[serde(
+        rename = "fr.relais.registration_token_sha256",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub registration_token_hash: Option<String>,
 }
 
 /// `check_login_for_spam`: a user logs in (after the password was checked).
@@ -143,7 +148,7 @@ pub struct CheckUsernameForSpam {
     pub requester_id: OwnedUserId,
 }
 
-/// `federated_user_may_invite`: an invite arrives over federation (for when Relais federates).
+/// `federated_user_may_invite`: an invite arrives over federation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FederatedUserMayInvite {
     /// The invite event in the client format, with its `event_id` and the stripped state in

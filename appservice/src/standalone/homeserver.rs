@@ -1,0 +1,152 @@
+//! The calls the standalone service makes to the homeserver, as its application service (the
+//! `as_token`, acting as the policy bot): the Client-Server API for the unit rooms the bot is in,
+//! and Synapse's admin API for the other rooms (Relais and Synapse both serve it; the bot must be
+//! a server admin, which it is on Relais).
+
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+
+use super::config::ServiceConfig;
+
+/// Everything but the unreserved characters of RFC 3986 is encoded in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeserverError {
+    /// The homeserver could not be reached, or did not answer in time.
+    #[error("the homeserver could not be reached: {0}")]
+    Unreachable(String),
+    /// The homeserver answered with an error.
+    #[error("the homeserver answered {status} to {what}: {body}")]
+    Status {
+        /// What was asked.
+        what: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body.
+        body: String,
+    },
+}
+
+/// A client of the homeserver.
+#[derive(Clone)]
+pub struct Homeserver {
+    http: reqwest::Client,
+    base: String,
+    as_token: String,
+    appservice_id: String,
+}
+
+// By hand, so that the token never reaches a log line.
+impl std::fmt::Debug for Homeserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Homeserver").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+/// A path segment, percent-encoded.
+pub fn segment(raw: &str) -> String {
+    utf8_percent_encode(raw, SEGMENT).to_string()
+}
+
+impl Homeserver {
+    /// A client for the homeserver of `config`.
+    pub fn new(config: &ServiceConfig) -> Result<Self, HomeserverError> {
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("relais-policy-service/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HomeserverError::Unreachable(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: config.homeserver_url.trim_end_matches('/').to_owned(),
+            as_token: config.as_token.clone(),
+            appservice_id: config.id.clone(),
+        })
+    }
+
+    /// `GET path`; `None` for a 404.
+    pub async fn get(&self, path: &str) -> Result<Option<Value>, HomeserverError> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, HomeserverError> {
+        let mut request =
+            self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.as_token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response =
+            request.send().await.map_err(|e| HomeserverError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let bytes =
+            response.bytes().await.map_err(|e| HomeserverError::Unreachable(e.to_string()))?;
+        if status == 404 {
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            let body = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+            // The path names rooms and users, never a token.
+            return Err(HomeserverError::Status { what: format!("{method} {path}"), status, body });
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| HomeserverError::Status {
+            what: format!("{method} {path}"),
+            status,
+            body: format!("not JSON: {e}"),
+        })
+    }
+
+    /// The room an alias names, if it exists.
+    pub async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, HomeserverError> {
+        let path = format!("/_matrix/client/v3/directory/room/{}", segment(alias));
+        Ok(self
+            .get(&path)
+            .await?
+            .and_then(|v| v.get("room_id").and_then(Value::as_str).map(str::to_owned)))
+    }
+
+    /// The current state of a room the bot is in.
+    pub async fn joined_room_state(&self, room: &str) -> Result<Vec<Value>, HomeserverError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/state", segment(room));
+        Ok(self.get(&path).await?.and_then(|v| v.as_array().cloned()).unwrap_or_default())
+    }
+
+    /// The current state of any room (admin API); `None` if the room is unknown.
+    pub async fn room_state(&self, room: &str) -> Result<Option<Vec<Value>>, HomeserverError> {
+        let path = format!("/_synapse/admin/v1/rooms/{}/state", segment(room));
+        Ok(self.get(&path).await?.map(|v| v["state"].as_array().cloned().unwrap_or_default()))
+    }
+
+    /// The rooms a local user is joined to (admin API); empty for an unknown user.
+    pub async fn joined_rooms(&self, user: &str) -> Result<Vec<String>, HomeserverError> {
+        let path = format!("/_synapse/admin/v1/users/{}/joined_rooms", segment(user));
+        let rooms = self.get(&path).await?.map(|v| v["joined_rooms"].clone());
+        Ok(rooms
+            .and_then(|r| serde_json::from_value(r).ok())
+            .unwrap_or_default())
+    }
+
+    /// Whether a local user is a server admin (admin API).
+    pub async fn is_admin(&self, user: &str) -> Result<bool, HomeserverError> {
+        let path = format!("/_synapse/admin/v2/users/{}", segment(user));
+        Ok(self.get(&path).await?.is_some_and(|v| v["admin"].as_bool() == Some(true)))
+    }
+
+    /// Asks the homeserver to ping this service, which also tells it the service is up, so that
+    /// transactions waiting to be sent again go at once.
+    pub async fn ping(&self) -> Result<(), HomeserverError> {
+        let path = format!("/_matrix/client/v1/appservice/{}/ping", segment(&self.appservice_id));
+        self.call(reqwest::Method::POST, &path, Some(&json!({}))).await.map(drop)
+    }
+}

@@ -1,0 +1,226 @@
+//! The service's HTTP side: the policy checks the homeserver asks
+//! (`POST /_relais/policy/v1/check/{callback}`, the protocol of `docs/policy-checks.md`) and the
+//! application service API the homeserver pushes events with (`/_matrix/app/v1/...`).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Shared, config::CHECKS_PATH, lookup::HttpLookup};
+use crate::checks::{self, Callback, Check};
+
+/// How long a request waits for the directory to be loaded at start-up.
+const READY_WAIT: Duration = Duration::from_secs(10);
+
+/// Largest transaction accepted, in bytes.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// The routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(&format!("{CHECKS_PATH}/{{callback}}"), post(check))
+        .route("/_matrix/app/v1/transactions/{txn_id}", put(transaction))
+        .route("/_matrix/app/v1/ping", post(ping))
+        .route("/_matrix/app/v1/users/{user_id}", get(nothing_on_demand))
+        .route("/_matrix/app/v1/rooms/{alias}", get(nothing_on_demand))
+        .route("/health", get(health))
+        .fallback(unrecognized)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+/// A Matrix error answer.
+fn error(status: StatusCode, errcode: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "errcode": errcode, "error": message.into() }))).into_response()
+}
+
+/// Whether `presented` is `expected`, compared in constant time (on digests, so that the
+/// lengths do not leak either).
+fn same_secret(presented: &str, expected: &str) -> bool {
+    Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+/// The homeserver's `hs_token`, in the `Authorization` header or (older homeservers) the query.
+fn authorize_homeserver(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<(), Response> {
+    let presented = bearer(headers).or(query.access_token.as_deref());
+    match presented {
+        Some(token) if same_secret(token, &shared.config.hs_token) => Ok(()),
+        Some(_) => Err(error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "unknown hs_token")),
+        None => Err(error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing hs_token")),
+    }
+}
+
+/// Waits for the directory, or answers that the service is still starting.
+async fn ready(shared: &Shared) -> Result<(), Response> {
+    let mut ready = shared.ready.clone();
+    match tokio::time::timeout(READY_WAIT, ready.wait_for(|loaded| *loaded)).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "M_UNKNOWN",
+            "the policy service is starting: its directory is not loaded yet",
+        )),
+    }
+}
+
+/// `POST /_relais/policy/v1/check/{callback}`: 200 `{}` allows; 403 with the rule refuses.
+async fn check(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match bearer(&headers) {
+        Some(token) if same_secret(token, &shared.config.checks_token) => {}
+        Some(_) => return error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "unknown checks token"),
+        None => return error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing checks token"),
+    }
+    let Some(callback) = Callback::from_name(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "M_UNRECOGNIZED",
+            format!("unknown policy check {name:?}"),
+        );
+    };
+    let check = match Check::parse(callback, &body) {
+        Ok(check) => check,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "M_BAD_JSON",
+                format!("invalid arguments for {callback}: {e}"),
+            );
+        }
+    };
+    if let Err(starting) = ready(&shared).await {
+        return starting;
+    }
+    let runtime = tokio::runtime::Handle::current();
+    let decider = shared.clone();
+    let decision = tokio::task::spawn_blocking(move || {
+        let shared = &decider;
+        let service = shared.follower.service();
+        let lookup =
+            HttpLookup::new(&shared.homeserver, service, &shared.config.server_name, runtime);
+        checks::decide(service, &lookup, &check, now_ms())
+    })
+    .await;
+    match decision {
+        Ok(Ok(relais_policy::Decision::Allow)) => Json(json!({})).into_response(),
+        Ok(Ok(denied)) => {
+            tracing::info!(%callback, rule = ?denied.rule(), "refused");
+            (StatusCode::FORBIDDEN, Json(checks::refusal_body(&denied))).into_response()
+        }
+        Ok(Err(lookup)) => {
+            tracing::warn!(%callback, error = %lookup, "check not decided");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(checks::undecided_body(&lookup))).into_response()
+        }
+        Err(panic) => {
+            tracing::error!(%callback, error = %panic, "check failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "the check failed")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Transaction {
+    #[serde(default)]
+    events: Vec<Value>,
+}
+
+/// `PUT /_matrix/app/v1/transactions/{txnId}`: directory records among the events update the
+/// index. Applying a transaction twice changes nothing, so retries need no bookkeeping.
+async fn transaction(
+    State(shared): State<Arc<Shared>>,
+    Path(txn_id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = authorize_homeserver(&shared, &headers, &query) {
+        return refused;
+    }
+    let transaction: Transaction = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, "M_BAD_JSON", format!("invalid transaction: {e}"));
+        }
+    };
+    if let Err(starting) = ready(&shared).await {
+        return starting;
+    }
+    let changed = transaction.events.iter().filter(|event| shared.follower.apply(event)).count();
+    if changed > 0 {
+        tracing::info!(txn_id, records = changed, "directory updated");
+    }
+    Json(json!({})).into_response()
+}
+
+/// `POST /_matrix/app/v1/ping`.
+async fn ping(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match authorize_homeserver(&shared, &headers, &query) {
+        Ok(()) => Json(json!({})).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /_matrix/app/v1/users/{userId}` and `/rooms/{alias}`: the service creates no users or
+/// rooms on demand.
+async fn nothing_on_demand(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = authorize_homeserver(&shared, &headers, &query) {
+        return refused;
+    }
+    error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "the policy service creates nothing on demand")
+}
+
+/// `GET /health`: whether the directory is loaded.
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let loaded = *shared.ready.borrow();
+    let status = if loaded { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "directory_loaded": loaded }))).into_response()
+}
+
+async fn unrecognized() -> Response {
+    error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "unrecognized request")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
