@@ -601,11 +601,13 @@ impl Config {
                 reason: format!("expected an http:// or https:// URL, got {:?}", policy.url),
             });
         }
-        let external = self.policy.enabled && self.policy.checks == relais_appservice::ChecksBy::External;
+        let external =
+            self.policy.enabled && self.policy.checks == relais_appservice::ChecksBy::External;
         if external && policy.url.is_empty() {
             return Err(ConfigError::Rule {
                 key: "policy_checks.url",
-                reason: "`policy.checks = \"external\"` needs the URL of the policy service".to_owned(),
+                reason: "`policy.checks = \"external\"` needs the URL of the policy service"
+                    .to_owned(),
             });
         }
         if policy.timeout_ms == 0 {

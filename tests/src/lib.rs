@@ -55,6 +55,19 @@ pub fn relais_binary() -> PathBuf {
     bin
 }
 
+/// Where cargo put the `relais-policy-service` binary (built with relais-appservice's tests).
+pub fn policy_service_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    let bin = profile_dir.join("relais-policy-service");
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build --bin relais-policy-service`",
+        bin.display()
+    );
+    bin
+}
+
 impl TestServer {
     /// Starts a server with open registration.
     pub fn start() -> Self {

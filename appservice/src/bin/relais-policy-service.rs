@@ -31,8 +31,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let path = cli.config.context("--config (or RELAIS_POLICY_SERVICE_CONFIG) is required")?;
-    let config = ServiceConfig::load(&path)
-        .with_context(|| format!("configuration {}", path.display()))?;
+    let config =
+        ServiceConfig::load(&path).with_context(|| format!("configuration {}", path.display()))?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Registration => {
             print!("{}", config.registration_yaml());

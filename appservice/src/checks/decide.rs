@@ -74,8 +74,10 @@ pub fn decide(
         Check::UserMaySend3pidInvite(args) => {
             // An e-mail invite brings in someone whose tier is unknown: a guest (M3).
             let target = format!("@unknown-invitee:{}", lookup.server_name());
-            let action =
-                Action::Invite { target: target.as_str().into(), room: args.room_id.as_str().into() };
+            let action = Action::Invite {
+                target: target.as_str().into(),
+                room: args.room_id.as_str().into(),
+            };
             decide_in(&args.inviter, &action, Some(&args.room_id))
         }
         Check::UserMayJoinRoom(args) => {
@@ -250,9 +252,10 @@ fn state_actions(
 /// inviting server checked the inviter's power in its room.
 fn remote_room_facts(event: &Value) -> RoomFacts {
     let state = event.pointer("/unsigned/invite_room_state").and_then(Value::as_array);
-    let class = state.into_iter().flatten().find(|e| e["type"] == names::ACCESS).and_then(|e| {
-        serde_json::from_value::<AccessClass>(e["content"]["class"].clone()).ok()
-    });
+    let class =
+        state.into_iter().flatten().find(|e| e["type"] == names::ACCESS).and_then(|e| {
+            serde_json::from_value::<AccessClass>(e["content"]["class"].clone()).ok()
+        });
     RoomFacts {
         class,
         is_direct: event["content"]["is_direct"].as_bool().unwrap_or(false),

@@ -46,10 +46,7 @@ impl RoomState {
 
     /// The spaces this room names as parents (`m.space.parent` state keys).
     pub fn parents(&self) -> impl Iterator<Item = &str> {
-        self.events
-            .keys()
-            .filter(|(kind, _)| kind == "m.space.parent")
-            .map(|(_, key)| key.as_str())
+        self.events.keys().filter(|(kind, _)| kind == "m.space.parent").map(|(_, key)| key.as_str())
     }
 
     /// Who created the room (the sender of `m.room.create`).
@@ -148,7 +145,9 @@ impl RoomState {
             .filter(|(_, c)| matches!(membership(c), Some("join" | "invite")))
             .collect();
         let is_direct = current.len() <= DIRECT_MEMBERS_CHECKED
-            && current.iter().any(|(_, c)| c.get("is_direct").and_then(Value::as_bool) == Some(true));
+            && current
+                .iter()
+                .any(|(_, c)| c.get("is_direct").and_then(Value::as_bool) == Some(true));
         let actor_membership =
             members.iter().find(|(user, _)| *user == actor).and_then(|(_, c)| membership(c));
         let own_workspace = self.content(names::WORKSPACE, "");

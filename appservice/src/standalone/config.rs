@@ -101,7 +101,9 @@ impl ServiceConfig {
             .merge(Env::prefixed("RELAIS_POLICY_SERVICE_").split("__"))
             .extract()
             .map_err(|e| {
-                ConfigError::Invalid(e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+                ConfigError::Invalid(
+                    e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+                )
             })?;
         config.validate()?;
         Ok(config)
@@ -122,14 +124,20 @@ impl ServiceConfig {
             ("checks_token", &self.checks_token),
         ] {
             if token.len() < 16 {
-                return rule(key, "must be set, at least 16 characters (e.g. `openssl rand -hex 32`)");
+                return rule(
+                    key,
+                    "must be set, at least 16 characters (e.g. `openssl rand -hex 32`)",
+                );
             }
         }
         if self.as_token == self.hs_token {
             return rule("hs_token", "must differ from `as_token`");
         }
         if !self.policy.enabled {
-            return rule("policy.enabled", "the policy service enforces the policy: set it to true");
+            return rule(
+                "policy.enabled",
+                "the policy service enforces the policy: set it to true",
+            );
         }
         if self.policy.units.is_empty() {
             return rule("policy.units", "must name at least the root unit");

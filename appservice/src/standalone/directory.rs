@@ -55,7 +55,11 @@ impl Follower {
     }
 
     /// Finds every unit's room and reads its records. Returns the number of records applied.
-    pub async fn load(&self, homeserver: &Homeserver, server_name: &str) -> Result<usize, LoadError> {
+    pub async fn load(
+        &self,
+        homeserver: &Homeserver,
+        server_name: &str,
+    ) -> Result<usize, LoadError> {
         let mut events = Vec::new();
         for unit in &self.service.config().units {
             let alias = format!("#relais-unit-{}:{server_name}", unit.id);

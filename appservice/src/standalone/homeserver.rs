@@ -82,8 +82,10 @@ impl Homeserver {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, HomeserverError> {
-        let mut request =
-            self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.as_token);
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.as_token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -132,9 +134,7 @@ impl Homeserver {
     pub async fn joined_rooms(&self, user: &str) -> Result<Vec<String>, HomeserverError> {
         let path = format!("/_synapse/admin/v1/users/{}/joined_rooms", segment(user));
         let rooms = self.get(&path).await?.map(|v| v["joined_rooms"].clone());
-        Ok(rooms
-            .and_then(|r| serde_json::from_value(r).ok())
-            .unwrap_or_default())
+        Ok(rooms.and_then(|r| serde_json::from_value(r).ok()).unwrap_or_default())
     }
 
     /// Whether a local user is a server admin (admin API).

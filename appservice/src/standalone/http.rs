@@ -63,26 +63,27 @@ struct TokenQuery {
     access_token: Option<String>,
 }
 
-/// The homeserver's `hs_token`, in the `Authorization` header or (older homeservers) the query.
-fn authorize_homeserver(
+/// The refusal of a request without the homeserver's `hs_token` (in the `Authorization` header
+/// or, from older homeservers, the query); `None` when it has it.
+fn unauthorized_homeserver(
     shared: &Shared,
     headers: &HeaderMap,
     query: &TokenQuery,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let presented = bearer(headers).or(query.access_token.as_deref());
     match presented {
-        Some(token) if same_secret(token, &shared.config.hs_token) => Ok(()),
-        Some(_) => Err(error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "unknown hs_token")),
-        None => Err(error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing hs_token")),
+        Some(token) if same_secret(token, &shared.config.hs_token) => None,
+        Some(_) => Some(error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "unknown hs_token")),
+        None => Some(error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing hs_token")),
     }
 }
 
-/// Waits for the directory, or answers that the service is still starting.
-async fn ready(shared: &Shared) -> Result<(), Response> {
+/// Waits for the directory; the answer that the service is still starting if it takes too long.
+async fn still_starting(shared: &Shared) -> Option<Response> {
     let mut ready = shared.ready.clone();
     match tokio::time::timeout(READY_WAIT, ready.wait_for(|loaded| *loaded)).await {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(error(
+        Ok(Ok(_)) => None,
+        _ => Some(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "M_UNKNOWN",
             "the policy service is starting: its directory is not loaded yet",
@@ -119,7 +120,7 @@ async fn check(
             );
         }
     };
-    if let Err(starting) = ready(&shared).await {
+    if let Some(starting) = still_starting(&shared).await {
         return starting;
     }
     let runtime = tokio::runtime::Handle::current();
@@ -164,16 +165,20 @@ async fn transaction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = authorize_homeserver(&shared, &headers, &query) {
+    if let Some(refused) = unauthorized_homeserver(&shared, &headers, &query) {
         return refused;
     }
     let transaction: Transaction = match serde_json::from_slice(&body) {
         Ok(t) => t,
         Err(e) => {
-            return error(StatusCode::BAD_REQUEST, "M_BAD_JSON", format!("invalid transaction: {e}"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "M_BAD_JSON",
+                format!("invalid transaction: {e}"),
+            );
         }
     };
-    if let Err(starting) = ready(&shared).await {
+    if let Some(starting) = still_starting(&shared).await {
         return starting;
     }
     let changed = transaction.events.iter().filter(|event| shared.follower.apply(event)).count();
@@ -189,10 +194,8 @@ async fn ping(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    match authorize_homeserver(&shared, &headers, &query) {
-        Ok(()) => Json(json!({})).into_response(),
-        Err(refused) => refused,
-    }
+    unauthorized_homeserver(&shared, &headers, &query)
+        .unwrap_or_else(|| Json(json!({})).into_response())
 }
 
 /// `GET /_matrix/app/v1/users/{userId}` and `/rooms/{alias}`: the service creates no users or
@@ -202,7 +205,7 @@ async fn nothing_on_demand(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorize_homeserver(&shared, &headers, &query) {
+    if let Some(refused) = unauthorized_homeserver(&shared, &headers, &query) {
         return refused;
     }
     error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "the policy service creates nothing on demand")

@@ -23,6 +23,7 @@ mod ops;
 mod policy;
 mod policy_admin;
 mod policy_checks;
+mod policy_service;
 mod push;
 mod refresh_tokens;
 mod registration_tokens;

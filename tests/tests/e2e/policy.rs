@@ -218,7 +218,7 @@ async fn the_admin_api_is_unrecognised_without_the_policy() {
 }
 
 /// Registers through the registration-token stage, as Element does.
-async fn register_with_token(server: &TestServer, username: &str, token: &str) -> Reply {
+pub(crate) async fn register_with_token(server: &TestServer, username: &str, token: &str) -> Reply {
     let client = server.client();
     let first = client
         .post(

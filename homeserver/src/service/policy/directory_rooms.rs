@@ -3,9 +3,7 @@
 //! `#relais-unit-<unit>:<server>`). Users and delegations are state events in them; every change is
 //! also an `fr.relais.audit` timeline event, so the rooms' timelines are the audit log.
 
-use relais_appservice::records::{
-    AuditEntry, names,
-};
+use relais_appservice::records::{AuditEntry, names};
 use ruma::{
     OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId,
     api::client::room::{Visibility, create_room},

@@ -39,7 +39,12 @@ impl EmbeddedPolicy {
             let Some(services) = services else { return Ok(()) };
             let callback = check.callback();
             let decision = tokio::task::spawn_blocking(move || {
-                checks::decide(&services.policy.service, &StorageLookup(&services), &check, now_ms())
+                checks::decide(
+                    &services.policy.service,
+                    &StorageLookup(&services),
+                    &check,
+                    now_ms(),
+                )
             })
             .await
             .map_err(LookupError::from_display)
