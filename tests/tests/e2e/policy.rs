@@ -457,6 +457,37 @@ async fn guests_and_sponsors_are_reminded_once_before_the_account_ends() {
     assert_eq!(notices, 1);
 }
 
+#[tokio::test]
+async fn a_refused_invitation_is_explained_in_a_notice() {
+    let server = start();
+    let mut root = server.client();
+    root.register("root", "pw-pw-pw-pw").await;
+    create_account(&root, "alice", "agent", "interior").await.ok();
+    create_account(&root, "bob", "public", "interior").await.ok();
+    let alice = login(&server, "alice").await;
+    let room = alice.create_room(json!({ "name": "Crisis cell" })).await;
+    let denied = invite(&alice, &room, "@bob:localhost").await.err(403, "M_FORBIDDEN");
+    assert_eq!(rule(&denied), "M1", "{denied}");
+    // Element shows a sentence of its own for any refused invite; the policy's reason reaches
+    // Alice anyway, from the policy bot in her notices room.
+    let notices = wait_for_invite(&alice).await;
+    alice.join(&notices).await;
+    let notice = bot_answer(&alice, &notices, 0).await;
+    assert!(notice.contains("@bob:localhost") && notice.contains("\"Crisis cell\""), "{notice}");
+    assert!(notice.contains("M1"), "{notice}");
+    // Retrying at once explains nothing twice.
+    invite(&alice, &room, "@bob:localhost").await.err(403, "M_FORBIDDEN");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(&notices));
+    let count = alice.get(&path).await.ok()["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["content"]["msgtype"] == "m.notice")
+        .count();
+    assert_eq!(count, 1);
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }

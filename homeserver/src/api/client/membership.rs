@@ -227,7 +227,7 @@ pub async fn invite(
         return Err(ApiError::NotFound(format!("user {invitee} does not exist")));
     }
     let sender = req.auth.user_id.clone();
-    services.policy_checks.user_may_invite(&sender, &invitee, &req.body.room_id).await?;
+    services.policy_may_invite(&sender, &invitee, &req.body.room_id).await?;
     if invitee.server_name() != services.config.server_name && services.config.federation.enabled {
         services
             .invite_remote(&sender, &req.body.room_id, &invitee, reason.as_deref(), false)

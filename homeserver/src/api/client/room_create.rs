@@ -102,14 +102,14 @@ pub async fn create_room(
 
 /// The policy checks of the invites and the directory listing a `createRoom` asks for.
 async fn check_invites_and_publication(
-    services: &Services,
+    services: &Arc<Services>,
     creator: &ruma::UserId,
     room_id: &ruma::RoomId,
     request: &create_room::v3::Request,
 ) -> ApiResult<()> {
     let policy = &services.policy_checks;
     let invites =
-        request.invite.iter().map(|invitee| policy.user_may_invite(creator, invitee, room_id));
+        request.invite.iter().map(|invitee| services.policy_may_invite(creator, invitee, room_id));
     for result in futures_util::future::join_all(invites).await {
         result?;
     }

@@ -11,6 +11,8 @@
 //! - [`workspaces`]: workspaces created from the configured templates (a space and its rooms).
 //! - [`workspace_admin`]: close, lock, archive, transfer, recover a workspace, export its members.
 //! - [`user_admin`]: an admin's scope, and account changes for the Synapse-compatible admin API.
+//! - [`refusal_notices`]: a refused invitation explained to the inviter in a notice, for clients
+//!   that hide the refusal's text.
 
 pub mod admin;
 pub mod bot;
@@ -18,6 +20,7 @@ pub mod directory_rooms;
 pub mod embedded;
 pub mod facts;
 pub mod invitations;
+pub mod refusal_notices;
 pub mod reminders;
 pub mod rooms;
 pub mod user_admin;
@@ -70,6 +73,8 @@ pub struct Policy {
     unit_rooms: RwLock<HashMap<String, OwnedRoomId>>,
     /// Serialises the uses of invitations.
     claim_lock: parking_lot::Mutex<()>,
+    /// Refused invitations explained to the inviter lately.
+    recent_refusals: refusal_notices::RecentRefusals,
 }
 
 impl Policy {
@@ -80,6 +85,7 @@ impl Policy {
             service: PolicyService::new(config.clone(), server_name)?,
             unit_rooms: RwLock::new(HashMap::new()),
             claim_lock: parking_lot::Mutex::new(()),
+            recent_refusals: refusal_notices::RecentRefusals::default(),
         })
     }
 

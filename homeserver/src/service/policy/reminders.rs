@@ -120,7 +120,7 @@ impl Services {
 
     /// Posts a notice to `user` in their notices room, created (and the user invited) the first
     /// time.
-    fn send_notice(&self, user: &UserId, text: &str) -> Result<(), PolicyError> {
+    pub(super) fn send_notice(&self, user: &UserId, text: &str) -> Result<(), PolicyError> {
         let mut record = self.notice_record(user)?;
         let room = match record
             .get("room_id")
