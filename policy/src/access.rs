@@ -59,6 +59,15 @@ impl AccessClass {
         }
     }
 
+    /// The most restrictive class that admits `tier` (`Direct` aside).
+    pub fn narrowest_admitting(tier: Tier) -> AccessClass {
+        match tier {
+            Tier::Agent => AccessClass::Agents,
+            Tier::Public => AccessClass::Public,
+            Tier::Guest => AccessClass::Open,
+        }
+    }
+
     /// Position on the open/close scale, `None` for `Direct`.
     fn openness(self) -> Option<u8> {
         match self {

@@ -13,7 +13,7 @@ use crate::tier::Tier;
 /// link, the directory, space membership or a knock alone), and so does anyone joining a direct
 /// conversation, which is private by nature.
 pub(super) fn join(ctx: &Ctx<'_>, room: &RoomFacts) -> Verdict {
-    admits(room, ctx.tier, "your account")?;
+    admits(room, ctx.tier, "your account", OPEN_IT_FOR_ME)?;
     let invited = room.actor_invited || room.actor_joined;
     if room.is_direct_conversation() {
         require(invited, Rule::M1, || {
@@ -44,12 +44,16 @@ pub(super) fn invite(ctx: &Ctx<'_>, target: &UserId, room: &RoomFacts) -> Verdic
     })?;
     require(room.actor_power >= room.invite_power, Rule::M2, || {
         format!(
-            "inviting in this room needs power level {}, and yours is {}",
+            "inviting in this room needs power level {}, and yours is {}; ask a moderator of the room to invite them",
             room.invite_power, room.actor_power
         )
     })?;
     other_usable(ctx, target, Rule::M1)?;
-    admits(room, target_tier, &target.to_string())?;
+    let advice = format!(
+        "to include them, a room admin can open the room (access class `{}`), or you can meet them in a room that admits them",
+        AccessClass::narrowest_admitting(target_tier)
+    );
+    admits(room, target_tier, &target.to_string(), &advice)?;
     if room.is_direct_conversation() {
         at_most_two(room.member_count.saturating_add(1))?;
     }
@@ -66,14 +70,21 @@ pub(super) fn knock(ctx: &Ctx<'_>, room: &RoomFacts) -> Verdict {
             "a direct conversation is between its two people and takes no knocks",
         );
     }
-    admits(room, ctx.tier, "your account")
+    admits(room, ctx.tier, "your account", OPEN_IT_FOR_ME)
 }
 
-/// M1: the room's effective class admits `tier`.
-fn admits(room: &RoomFacts, tier: Tier, who: &str) -> Verdict {
+/// What someone whose tier a room does not admit can do.
+const OPEN_IT_FOR_ME: &str =
+    "ask the room's admins to open it to your tier, or to meet you in a room that admits it";
+
+/// M1: the room's effective class admits `tier`; the refusal ends with `advice`.
+fn admits(room: &RoomFacts, tier: Tier, who: &str, advice: &str) -> Verdict {
     let class = room.effective_class();
     require(class.admits(tier), Rule::M1, || {
-        format!("this room is for {} only, and {who} is of tier `{tier}`", audience(class))
+        format!(
+            "this room is for {} only, and {who} is of tier `{tier}`; {advice}",
+            audience(class)
+        )
     })
 }
 

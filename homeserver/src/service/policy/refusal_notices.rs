@@ -50,7 +50,8 @@ impl Services {
             && inviter.server_name() == self.config.server_name
         {
             let services = self.clone();
-            let (inviter, invitee, room) = (inviter.to_owned(), invitee.to_owned(), room.to_owned());
+            let (inviter, invitee, room) =
+                (inviter.to_owned(), invitee.to_owned(), room.to_owned());
             let message = message.clone();
             tokio::task::spawn_blocking(move || {
                 services.explain_invite_refusal(&inviter, &invitee, &room, &message);
