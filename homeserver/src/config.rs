@@ -12,7 +12,10 @@ use figment::{
 use ruma::{OwnedServerName, RoomVersionId};
 use serde::{Deserialize, Serialize};
 
+pub use self::email::{EmailConfig, SmtpSecurity};
 use crate::service::policy_check::Callback;
+
+mod email;
 
 /// Errors raised while loading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,8 @@ pub struct Config {
     pub policy: relais_appservice::PolicyConfig,
     /// The policy service asked before gated actions (`docs/policy-checks.md`).
     pub policy_checks: PolicyChecksConfig,
+    /// E-mail: the SMTP server verification links are sent through.
+    pub email: EmailConfig,
     /// The base URL clients should use, announced in `/.well-known/matrix/client`.
     /// Empty means `http://<listen.address>:<listen.port>`.
     pub public_base_url: String,
@@ -431,6 +436,7 @@ impl Default for Config {
                 max_retry_interval_secs: 300,
             },
             policy_checks: PolicyChecksConfig::default(),
+            email: EmailConfig::default(),
             rate_limits: RateLimitsConfig {
                 enabled: true,
                 ip_factor: 10,
@@ -530,6 +536,7 @@ impl Config {
             });
         }
         self.validate_policy_checks()?;
+        self.email.validate()?;
         self.validate_federation()?;
         if self.registration.tokens.iter().any(|t| t.is_empty()) {
             return Err(ConfigError::Rule {

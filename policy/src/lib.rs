@@ -28,7 +28,9 @@ mod time;
 
 pub use access::AccessClass;
 pub use action::{Action, Invitation, WorkspaceRef};
-pub use decide::{RegistrationGrant, decide, max_power_level, registration_grant};
+pub use decide::{
+    RegistrationGrant, decide, max_power_level, registration_grant, registration_refusal,
+};
 pub use decision::{Decision, Rule};
 pub use directory::{
     AccountStatus, DEFAULT_GUEST_MAX_TERM_MS, Directory, DirectoryError, DirectoryParts,

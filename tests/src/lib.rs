@@ -2,6 +2,7 @@
 //! data directory, and talks to it over HTTP like a client does.
 
 pub mod federation;
+pub mod smtp;
 
 use std::{
     io::{BufRead, BufReader},

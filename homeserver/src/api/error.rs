@@ -140,6 +140,24 @@ pub enum ApiError {
     /// A federation request without a valid `X-Matrix` signature.
     #[error("{0}")]
     Unauthorized(String),
+    /// The e-mail address belongs to an account already.
+    #[error("{0}")]
+    ThreepidInUse(String),
+    /// The e-mail address belongs to no account.
+    #[error("{0}")]
+    ThreepidNotFound(String),
+    /// This server does not verify e-mail addresses.
+    #[error("{0}")]
+    ThreepidMediumNotSupported(String),
+    /// The server's policy does not accept this e-mail address.
+    #[error("{0}")]
+    ThreepidDenied(String),
+    /// No verified address matches the session given.
+    #[error("{0}")]
+    ThreepidAuthFailed(String),
+    /// The verification e-mail could not be sent (the reason is logged).
+    #[error("the verification e-mail could not be sent; try again later")]
+    EmailNotSent,
     /// Something broke on the server; the details are logged, not sent.
     #[error("internal server error")]
     Internal(String),
@@ -188,6 +206,14 @@ impl ApiError {
             Self::IncompatibleRoomVersion(_) => {
                 (StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION")
             }
+            Self::ThreepidInUse(_) => (StatusCode::BAD_REQUEST, "M_THREEPID_IN_USE"),
+            Self::ThreepidNotFound(_) => (StatusCode::BAD_REQUEST, "M_THREEPID_NOT_FOUND"),
+            Self::ThreepidMediumNotSupported(_) => {
+                (StatusCode::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED")
+            }
+            Self::ThreepidDenied(_) => (StatusCode::FORBIDDEN, "M_THREEPID_DENIED"),
+            Self::ThreepidAuthFailed(_) => (StatusCode::BAD_REQUEST, "M_THREEPID_AUTH_FAILED"),
+            Self::EmailNotSent => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
         }
     }
@@ -326,6 +352,22 @@ impl From<PushError> for ApiError {
             PushError::InvalidParam(reason) => Self::InvalidParam(reason),
             PushError::MissingParam(reason) => Self::MissingParam(reason),
             PushError::HttpClient(reason) => Self::Internal(reason),
+        }
+    }
+}
+
+impl From<crate::service::threepids::ThreepidError> for ApiError {
+    fn from(e: crate::service::threepids::ThreepidError) -> Self {
+        use crate::service::threepids::ThreepidError as E;
+        let message = e.to_string();
+        match e {
+            E::NotConfigured => Self::ThreepidMediumNotSupported(message),
+            E::InvalidEmail(_) | E::InvalidClientSecret => Self::InvalidParam(message),
+            E::InUse(_) => Self::ThreepidInUse(message),
+            E::NotBound(_) => Self::ThreepidNotFound(message),
+            E::NoSession | E::BadToken | E::NotValidated => Self::ThreepidAuthFailed(message),
+            E::Send(_) => Self::EmailNotSent,
+            E::Storage(e) => e.into(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod search;
 pub mod sliding_sync;
 pub mod spaces;
 pub mod sync;
+pub mod threepids;
 pub mod uiaa;
 pub mod upgrade;
 pub mod visibility;
@@ -47,6 +48,7 @@ pub fn column_families() -> Vec<&'static str> {
     cfs.extend_from_slice(account_data::COLUMN_FAMILIES);
     cfs.extend_from_slice(ephemeral::COLUMN_FAMILIES);
     cfs.extend_from_slice(filters::COLUMN_FAMILIES);
+    cfs.extend_from_slice(threepids::COLUMN_FAMILIES);
     cfs.extend_from_slice(reports::COLUMN_FAMILIES);
     cfs.extend_from_slice(media::COLUMN_FAMILIES);
     cfs.extend_from_slice(keys::COLUMN_FAMILIES);
@@ -112,6 +114,8 @@ pub struct Services {
     pub ephemeral: ephemeral::Ephemeral,
     /// Stored filters.
     pub filters: filters::Filters,
+    /// E-mail addresses: verification and the addresses bound to accounts.
+    pub threepids: threepids::Threepids,
     /// Presence.
     pub presence: presence::PresenceService,
     /// Content reports.
@@ -190,6 +194,7 @@ impl Services {
             push,
             ephemeral: ephemeral::Ephemeral::new(&db, globals.clone(), notifier.clone())?,
             filters: filters::Filters::new(&db, globals.clone())?,
+            threepids: threepids::Threepids::new(&db, &config)?,
             presence: presence::PresenceService::new(globals.clone(), notifier.clone()),
             reports: reports::Reports::new(&db, globals.clone())?,
             bound_addr: std::sync::OnceLock::new(),

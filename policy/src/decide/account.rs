@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Unusable, admin};
 use crate::action::Invitation;
-use crate::decision::{Refusal, Rule, Verdict, refuse};
+use crate::decision::{Decision, Refusal, Rule, Verdict, refuse};
 use crate::directory::{AccountStatus, Directory};
 use crate::ids::{UnitId, UserId};
 use crate::tier::Tier;
@@ -64,6 +64,19 @@ pub fn registration_grant(
     now_ms: u64,
 ) -> Option<RegistrationGrant> {
     grant(directory, email, invitation, now_ms).ok()
+}
+
+/// The refusal of a registration with `email` and `invitation`, if R1 refuses it: lets a
+/// server turn down an address before sending it a verification link.
+pub fn registration_refusal(
+    email: Option<&str>,
+    invitation: Option<&Invitation>,
+    directory: &Directory,
+    now_ms: u64,
+) -> Option<Decision> {
+    grant(directory, email, invitation, now_ms)
+        .err()
+        .map(|refusal| Decision::Deny { rule: refusal.rule, reason: refusal.reason })
 }
 
 fn grant(

@@ -11,7 +11,7 @@ mod membership;
 mod power;
 mod workspace_admin;
 
-pub use account::{RegistrationGrant, registration_grant};
+pub use account::{RegistrationGrant, registration_grant, registration_refusal};
 pub use power::max_power_level;
 
 use crate::action::Action;

@@ -12,6 +12,7 @@ mod authorization;
 mod bad_input;
 mod crash;
 mod e2ee;
+mod email;
 mod federation;
 mod federation_dag;
 mod federation_e2ee;

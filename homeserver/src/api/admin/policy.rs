@@ -223,6 +223,7 @@ impl From<PolicyError> for ApiError {
             PolicyError::Storage(e) => e.into(),
             PolicyError::Room(e) => e.into(),
             PolicyError::Account(e) => e.into(),
+            PolicyError::Threepid(e) => e.into(),
         }
     }
 }

@@ -58,6 +58,7 @@ fn user_json(user: &ManagedUser, last_seen: Option<u64>) -> Value {
         "name": user.user_id,
         "displayname": user.account.displayname,
         "avatar_url": user.account.avatar_url,
+        // Filled in by `GET /users/{userId}`, as Synapse does; lists leave them out.
         "threepids": [],
         "external_ids": [],
         "is_guest": record.is_some_and(|r| r.tier == Tier::Guest),
@@ -175,7 +176,10 @@ async fn get_user(
     })
     .await?
     .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
-    Ok(axum::Json(user_json(&user, last_seen(&services, &user))).into_response())
+    let mut json = user_json(&user, last_seen(&services, &user));
+    json["threepids"] = serde_json::to_value(services.threepids.of_user(&user.user_id)?)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(axum::Json(json).into_response())
 }
 
 #[derive(Deserialize)]

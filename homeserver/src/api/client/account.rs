@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use ruma::api::client::account::{
-    ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids,
-};
+use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate};
 
 use super::uiaa::{self, Stage};
 use crate::{
@@ -56,15 +54,7 @@ pub async fn deactivate(
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     services.remove_devices(user, None)?;
     services.accounts.deactivate(user)?;
+    services.threepids.unbind_all(user)?;
     tracing::info!(%user, "account deactivated");
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
-}
-
-/// `GET /_matrix/client/v3/account/3pid`: this server binds no email addresses or phone numbers
-/// to accounts, so the list is always empty.
-pub async fn third_party_ids(
-    _: Arc<Services>,
-    _: Ruma<get_3pids::v3::Request>,
-) -> ApiResult<get_3pids::v3::Response> {
-    Ok(get_3pids::v3::Response::new(Vec::new()))
 }

@@ -31,6 +31,7 @@ mod sliding_sync;
 mod spaces;
 mod state;
 mod sync;
+mod threepid;
 mod to_device;
 pub(crate) mod uiaa;
 mod unconfigured;
@@ -77,7 +78,12 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(appservice::ping)
         .ruma_route(account::change_password)
         .ruma_route(account::deactivate)
-        .ruma_route(account::third_party_ids)
+        .ruma_route(threepid::list)
+        .ruma_route(threepid::add)
+        .ruma_route(threepid::delete)
+        .ruma_route(threepid::request_registration_token)
+        .ruma_route(threepid::request_add_token)
+        .route("/_relais/email/validate", axum::routing::get(threepid::validate_link))
         .ruma_route(devices::list)
         .ruma_route(devices::get)
         .ruma_route(devices::update)

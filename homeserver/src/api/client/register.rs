@@ -18,6 +18,7 @@ use crate::{
         appservice::Appservice,
         policy_check::RequestInfo,
         rate_limit::Action,
+        threepids::Purpose,
     },
 };
 
@@ -48,6 +49,10 @@ pub async fn register(
     } else if !config.tokens.is_empty() {
         flows.push(Stage::RegistrationToken(&config.tokens));
     }
+    if services.threepids.email_enabled() {
+        // A verified address: with the policy on, its domain gives the tier and unit.
+        flows.push(Stage::EmailIdentity);
+    }
     if flows.is_empty() {
         return Err(ApiError::Forbidden("registration is disabled on this server".into()));
     }
@@ -73,30 +78,81 @@ pub async fn register(
         }
         _ => None,
     };
+    let email = verified_email(&services, body.auth.as_ref())?;
     services
         .policy_checks
-        .check_registration_for_spam(body.username.as_deref(), request_info, token.as_deref())
+        .check_registration_for_spam(
+            body.username.as_deref(),
+            request_info,
+            token.as_deref(),
+            email.as_ref().map(|e| (e.address.as_str(), e.validated_ms)),
+        )
         .await?;
-    if services.policy.enabled()
-        && let Some(token) = token
-    {
+    if services.policy.enabled() {
         // The invitation's use is taken (and the user recorded with its tier and unit) before
         // the account exists, so that two registrations cannot share a single-use token.
-        let (s, u) = (services.clone(), user_id.clone());
+        let (s, u, address) =
+            (services.clone(), user_id.clone(), email.as_ref().map(|e| e.address.clone()));
         super::membership::blocking(move || {
-            s.policy_register_with_invitation(&u, &token).map_err(ApiError::from)
+            match (token, address) {
+                (Some(token), _) => s.policy_register_with_invitation(&u, &token).map(drop),
+                (None, Some(address)) => s.policy_register_with_email(&u, &address).map(drop),
+                (None, None) => Ok(()),
+            }
+            .map_err(ApiError::from)
         })
         .await?;
     }
+    if let Some(email) = &email {
+        services.threepids.bind(&user_id, &email.address, email.validated_ms)?;
+    }
     // Password hashing is slow by design: off the async workers.
     let (s, u, p) = (services.clone(), user_id.clone(), password.clone());
-    super::membership::blocking(move || Ok(s.accounts.register(&u, Some(&p), false)?)).await?;
+    let created =
+        super::membership::blocking(move || Ok(s.accounts.register(&u, Some(&p), false)?)).await;
+    if let Err(error) = created {
+        if let Some(email) = &email {
+            services.threepids.unbind(&user_id, &email.address)?;
+        }
+        return Err(error);
+    }
+    if let Some(email) = &email {
+        services.threepids.finish(&email.sid)?;
+    }
     tracing::info!(%user_id, "registered");
     let mut response = register::v3::Response::new(user_id.clone());
     if !body.inhibit_login {
         log_in(&services, &body, req.client_ip, &mut response)?;
     }
     Ok(response)
+}
+
+/// An address verified for this registration (`m.login.email.identity`).
+struct VerifiedEmail {
+    sid: String,
+    address: String,
+    validated_ms: u64,
+}
+
+/// The address of the e-mail stage, if the registration went through it; refused if another
+/// account took the address meanwhile.
+fn verified_email(
+    services: &Services,
+    auth: Option<&ruma::api::client::uiaa::AuthData>,
+) -> ApiResult<Option<VerifiedEmail>> {
+    let Some(ruma::api::client::uiaa::AuthData::EmailIdentity(given)) = auth else {
+        return Ok(None);
+    };
+    let creds = &given.thirdparty_id_creds;
+    let (address, validated_ms) = services.threepids.validated_email(
+        creds.sid.as_str(),
+        creds.client_secret.as_str(),
+        Purpose::Registration,
+    )?;
+    if services.threepids.owner(&address)?.is_some() {
+        return Err(ApiError::ThreepidInUse(format!("{address} is already used by an account")));
+    }
+    Ok(Some(VerifiedEmail { sid: creds.sid.to_string(), address, validated_ms }))
 }
 
 /// A first device with its tokens for a new user, in the response to `/register`.

@@ -270,6 +270,7 @@ impl Services {
         }
         if record.status == AccountStatus::Deactivated {
             self.accounts.deactivate(target)?;
+            self.threepids.unbind_all(target)?;
         }
         if record.status == AccountStatus::Locked {
             // A locked account's sessions end now; unlocking lets the user log in again.

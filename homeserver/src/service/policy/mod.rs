@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod bot;
 pub mod directory_rooms;
+pub mod email_registration;
 pub mod embedded;
 pub mod facts;
 pub mod invitations;
@@ -51,6 +52,9 @@ pub enum PolicyError {
     /// Creating the policy bot failed.
     #[error(transparent)]
     Account(#[from] AccountError),
+    /// Freeing a deactivated account's e-mail addresses failed.
+    #[error(transparent)]
+    Threepid(#[from] super::threepids::ThreepidError),
     /// The action is refused by a rule of the decision table.
     #[error("{0}")]
     Refused(String),

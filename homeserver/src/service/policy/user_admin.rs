@@ -293,6 +293,7 @@ impl Services {
             return Err(PolicyError::Refused(format!("{target} is outside your units")));
         } else if status == AccountStatus::Deactivated {
             self.accounts.deactivate(target)?;
+            self.threepids.unbind_all(target)?;
         } else if status == AccountStatus::Locked {
             return Err(PolicyError::BadRequest(format!(
                 "{target} is not in the policy directory, where locks are kept"

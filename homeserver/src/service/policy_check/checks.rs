@@ -224,11 +224,20 @@ impl PolicyChecks {
         username: Option<&str>,
         request_info: RequestInfo,
         registration_token: Option<&str>,
+        email: Option<(&str, u64)>,
     ) -> Result<(), PolicyRefusal> {
         let callback = Callback::CheckRegistrationForSpam;
         let Some(backend) = self.backend_for(callback) else { return Ok(()) };
         let args = CheckRegistrationForSpam {
-            email_threepid: None,
+            // Synapse's shape: the verified address with when it was verified and added.
+            email_threepid: email.map(|(address, validated_at)| {
+                serde_json::json!({
+                    "medium": "email",
+                    "address": address,
+                    "validated_at": validated_at,
+                    "added_at": validated_at,
+                })
+            }),
             username: username.map(str::to_owned),
             request_info: vec![request_info],
             auth_provider_id: None,
