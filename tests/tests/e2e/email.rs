@@ -176,6 +176,52 @@ async fn a_verified_address_gives_its_tier_and_unit_and_stays_on_the_account() {
     let listed = marie.get("/_matrix/client/v3/account/3pid").await.ok();
     assert_eq!(listed["threepids"][0]["address"], "marie@interieur.gouv.fr", "{listed}");
 
+    // A forgotten password: a link to the account's address, then a new password, no token.
+    let reset_path = "/_matrix/client/v3/account/password/email/requestToken";
+    request_token(&client, reset_path, "secret-5", "nobody@interieur.gouv.fr", 1)
+        .await
+        .err(400, "M_THREEPID_NOT_FOUND");
+    let sid = request_token(&client, reset_path, "secret-5", "marie@interieur.gouv.fr", 1)
+        .await
+        .ok()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mail = smtp.wait_for("marie@interieur.gouv.fr", 3).await;
+    assert!(mail.data.contains("Reset your password"), "{}", mail.data);
+    let first = client
+        .post("/_matrix/client/v3/account/password", json!({ "new_password": "a-new-passphrase" }))
+        .await;
+    assert_eq!(first.status, 401, "{:?}", first.body);
+    assert!(first.body["flows"].to_string().contains("m.login.email.identity"));
+    let session = first.body["session"].as_str().unwrap().to_owned();
+    let reset = |auth: Value| {
+        let client = client.clone();
+        async move {
+            client
+                .post(
+                    "/_matrix/client/v3/account/password",
+                    json!({ "new_password": "a-new-passphrase", "auth": auth }),
+                )
+                .await
+        }
+    };
+    let pending = reset(email_auth(&sid, "secret-5", &session)).await;
+    assert_eq!(pending.body["errcode"], "M_UNAUTHORIZED", "{:?}", pending.body);
+    assert_eq!(open(&mail.link("/_relais/email/validate").unwrap()).await.0, 200);
+    reset(email_auth(&sid, "secret-5", &session)).await.ok();
+    let ended = marie.get("/_matrix/client/v3/account/whoami").await;
+    assert_eq!(ended.status, 401, "the reset ends every session: {:?}", ended.body);
+    let relogin = client
+        .post(
+            "/_matrix/client/v3/login",
+            json!({ "type": "m.login.password", "password": "a-new-passphrase",
+                    "identifier": { "type": "m.id.user", "user": "marie" } }),
+        )
+        .await
+        .ok();
+    assert_eq!(relogin["user_id"], "@marie:localhost");
+
     // A deactivated account frees its address.
     root.post("/_synapse/admin/v1/deactivate/@marie:localhost", json!({})).await.ok();
     let sid = request_token(&client, path, "secret-4", "marie@interieur.gouv.fr", 1).await.ok();

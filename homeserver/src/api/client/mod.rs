@@ -83,6 +83,7 @@ pub fn routes() -> Router<Arc<Services>> {
         .ruma_route(threepid::delete)
         .ruma_route(threepid::request_registration_token)
         .ruma_route(threepid::request_add_token)
+        .ruma_route(threepid::request_password_token)
         .route("/_relais/email/validate", axum::routing::get(threepid::validate_link))
         .ruma_route(devices::list)
         .ruma_route(devices::get)

@@ -51,7 +51,7 @@ pub async fn register(
     }
     if services.threepids.email_enabled() {
         // A verified address: with the policy on, its domain gives the tier and unit.
-        flows.push(Stage::EmailIdentity);
+        flows.push(Stage::EmailIdentity(Purpose::Registration));
     }
     if flows.is_empty() {
         return Err(ApiError::Forbidden("registration is disabled on this server".into()));

@@ -10,7 +10,8 @@ use axum::{
 use ruma::{
     api::client::account::{
         ThirdPartyIdRemovalStatus, add_3pid, delete_3pid, get_3pids,
-        request_3pid_management_token_via_email, request_registration_token_via_email,
+        request_3pid_management_token_via_email, request_password_change_token_via_email,
+        request_registration_token_via_email,
     },
     thirdparty::Medium,
 };
@@ -85,6 +86,32 @@ pub async fn request_add_token(
         .await?;
     let sid = sid.try_into().map_err(|e| ApiError::Internal(format!("session ID: {e}")))?;
     Ok(request_3pid_management_token_via_email::v3::Response::new(sid))
+}
+
+/// `POST /_matrix/client/v3/account/password/email/requestToken`: sends a link to reset the
+/// password of the account an address belongs to (a forgotten password).
+pub async fn request_password_token(
+    services: Arc<Services>,
+    req: Ruma<request_password_change_token_via_email::v3::Request>,
+) -> ApiResult<request_password_change_token_via_email::v3::Response> {
+    services.rate_limits.check(Action::Register, None, req.client_ip.as_deref())?;
+    let body = req.body;
+    if services.threepids.owner(&body.email)?.is_none() {
+        return Err(ApiError::ThreepidNotFound(format!("{} belongs to no account", body.email)));
+    }
+    let sid = services
+        .threepids
+        .request_email_token(
+            &services.base_url(),
+            &body.email,
+            body.client_secret.as_str(),
+            body.send_attempt.into(),
+            body.next_link.as_deref(),
+            Purpose::PasswordReset,
+        )
+        .await?;
+    let sid = sid.try_into().map_err(|e| ApiError::Internal(format!("session ID: {e}")))?;
+    Ok(request_password_change_token_via_email::v3::Response::new(sid))
 }
 
 /// `POST /_matrix/client/v3/account/3pid/add`: binds a verified address to the account, after

@@ -19,8 +19,8 @@ pub enum Stage<'a> {
     /// `m.login.registration_token` with the token of a usable registration invitation of the
     /// policy layer.
     Invitation,
-    /// `m.login.email.identity`: an e-mail address verified for registering.
-    EmailIdentity,
+    /// `m.login.email.identity`: an e-mail address verified for this purpose.
+    EmailIdentity(Purpose),
 }
 
 impl Stage<'_> {
@@ -29,7 +29,7 @@ impl Stage<'_> {
             Stage::Dummy => "m.login.dummy",
             Stage::RegistrationToken(_) | Stage::Invitation => "m.login.registration_token",
             Stage::Password(_) => "m.login.password",
-            Stage::EmailIdentity => "m.login.email.identity",
+            Stage::EmailIdentity(_) => "m.login.email.identity",
         }
     }
 }
@@ -71,19 +71,19 @@ pub fn require(
             Some(("M_UNRECOGNIZED", format!("unsupported stage {stage_name}"))),
         ));
     };
-    if let (Stage::EmailIdentity, AuthData::EmailIdentity(given)) = (stage, auth) {
+    if let (Stage::EmailIdentity(purpose), AuthData::EmailIdentity(given)) = (stage, auth) {
         let creds = &given.thirdparty_id_creds;
         if let Err(error) = services.threepids.validated_email(
             creds.sid.as_str(),
             creds.client_secret.as_str(),
-            Purpose::Registration,
+            *purpose,
         ) {
             // Clients poll with the same credentials until the link is opened.
             return Err(info(&session, Some(("M_UNAUTHORIZED", error.to_string()))));
         }
     }
     let passed = match (stage, auth) {
-        (Stage::EmailIdentity, AuthData::EmailIdentity(_)) => true,
+        (Stage::EmailIdentity(_), AuthData::EmailIdentity(_)) => true,
         (Stage::Dummy, AuthData::Dummy(_)) => true,
         (Stage::RegistrationToken(tokens), AuthData::RegistrationToken(given)) => {
             tokens.iter().any(|t| constant_time_eq(t.as_bytes(), given.token.as_bytes()))

@@ -41,6 +41,8 @@ pub enum Purpose {
     Registration,
     /// Adding the address to an existing account.
     AddToAccount,
+    /// Setting a new password on the account the address belongs to (a forgotten password).
+    PasswordReset,
 }
 
 /// A verification session.
@@ -208,6 +210,7 @@ impl Threepids {
         let (subject, action) = match purpose {
             Purpose::Registration => ("Confirm your e-mail address", "create an account"),
             Purpose::AddToAccount => ("Confirm your e-mail address", "add it to an account"),
+            Purpose::PasswordReset => ("Reset your password", "set a new password"),
         };
         let body = format!(
             "Someone, probably you, asked to use this address to {action} on the Matrix server \
