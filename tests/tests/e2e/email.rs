@@ -125,6 +125,24 @@ async fn a_verified_address_gives_its_tier_and_unit_and_stays_on_the_account() {
     let log = root.get("/_relais/admin/v1/units/interior/audit").await.ok();
     assert!(log.to_string().contains("register_with_email"), "{log}");
 
+    // She can sign in with her address instead of her user name; an unknown address gets the
+    // answer of a wrong password.
+    let by_email = |address: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .post(
+                    "/_matrix/client/v3/login",
+                    json!({ "type": "m.login.password", "password": PASSWORD,
+                            "identifier": { "type": "m.id.thirdparty", "medium": "email", "address": address } }),
+                )
+                .await
+        }
+    };
+    assert_eq!(by_email("MARIE@interieur.gouv.fr").await.ok()["user_id"], "@marie:localhost");
+    let unknown = by_email("nobody@interieur.gouv.fr").await.err(403, "M_FORBIDDEN");
+    assert_eq!(unknown["error"], "invalid user name or password");
+
     // The address is on her account, once: nobody else can take it.
     let marie = login(&server, "marie").await;
     let listed = marie.get("/_matrix/client/v3/account/3pid").await.ok();
@@ -135,6 +153,21 @@ async fn a_verified_address_gives_its_tier_and_unit_and_stays_on_the_account() {
         .err(400, "M_THREEPID_IN_USE");
     let admin_view = root.get("/_synapse/admin/v2/users/@marie:localhost").await.ok();
     assert_eq!(admin_view["threepids"][0]["address"], "marie@interieur.gouv.fr");
+    // An admin sets addresses through the Synapse admin API (synapse-admin's user page).
+    let set = root
+        .put(
+            "/_synapse/admin/v2/users/@root:localhost",
+            json!({ "threepids": [{ "medium": "email", "address": "root@interieur.gouv.fr" }] }),
+        )
+        .await
+        .ok();
+    assert_eq!(set["threepids"][0]["address"], "root@interieur.gouv.fr", "{set}");
+    root.put(
+        "/_synapse/admin/v2/users/@root:localhost",
+        json!({ "threepids": [{ "medium": "email", "address": "marie@interieur.gouv.fr" }] }),
+    )
+    .await
+    .err(400, "M_THREEPID_IN_USE");
 
     // She removes it, then adds it back (the link, then her password).
     marie

@@ -195,6 +195,14 @@ struct PutUser {
     tier: Option<Tier>,
     #[serde(rename = "fr.relais.unit")]
     unit: Option<String>,
+    threepids: Option<Vec<AdminThreepid>>,
+}
+
+/// An address in Synapse's `threepids` list.
+#[derive(Deserialize)]
+struct AdminThreepid {
+    medium: String,
+    address: String,
 }
 
 fn yes() -> bool {
@@ -218,6 +226,15 @@ async fn put_user(
         ));
     }
     let put: PutUser = body(&bytes)?;
+    let emails = match &put.threepids {
+        Some(list) if list.iter().any(|t| t.medium != "email") => {
+            return Err(ApiError::ThreepidMediumNotSupported(
+                "this server binds e-mail addresses only".into(),
+            ));
+        }
+        Some(list) => Some(list.iter().map(|t| t.address.clone()).collect::<Vec<_>>()),
+        None => None,
+    };
     let update = AccountUpdate {
         password: put.password,
         logout_devices: put.logout_devices,
@@ -230,6 +247,10 @@ async fn put_user(
     };
     let (s, t, actor) = (services.clone(), target.clone(), session.user_id.clone());
     let created = blocking(move || s.admin_upsert_user(&actor, &t, update)).await?;
+    // The account exists and is within the caller's scope: its addresses follow the list.
+    if let Some(emails) = emails {
+        services.threepids.replace(&target, &emails)?;
+    }
     let s = services.clone();
     let caller_id = session.user_id;
     let user = blocking(move || {
@@ -239,7 +260,10 @@ async fn put_user(
     .await?
     .ok_or_else(|| ApiError::NotFound("User not found".into()))?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(user_json(&user, last_seen(&services, &user)))).into_response())
+    let mut json = user_json(&user, last_seen(&services, &user));
+    json["threepids"] = serde_json::to_value(services.threepids.of_user(&user.user_id)?)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((status, axum::Json(json)).into_response())
 }
 
 /// `POST /_synapse/admin/v1/deactivate/{userId}`: deactivates for good (`erase` is accepted and

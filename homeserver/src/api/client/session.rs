@@ -46,15 +46,21 @@ pub async fn login(
         LoginInfo::ApplicationService(login) => (&login.identifier, login.user.clone()),
         _ => return Err(ApiError::Unrecognized),
     };
-    let named = match (identifier, legacy_user) {
-        (Some(UserIdentifier::Matrix(id)), _) => Some(id.user.clone()),
-        (None, Some(user)) => Some(user),
-        _ => None,
+    let is_password = matches!(body.login_info, LoginInfo::Password(_));
+    let user_id = match (identifier, legacy_user) {
+        (Some(UserIdentifier::Matrix(id)), _) => resolve_user(&services, &id.user)?,
+        (None, Some(user)) => resolve_user(&services, &user)?,
+        // An e-mail address bound to the account; an unknown or malformed one is answered as a
+        // wrong password, so that logins do not tell which addresses have accounts.
+        (Some(UserIdentifier::Email(email)), _) if is_password => {
+            services.threepids.owner(&email.address).ok().flatten()
+        }
+        _ => {
+            return Err(ApiError::Forbidden(
+                "only user IDs and e-mail addresses identify users on this server".into(),
+            ));
+        }
     };
-    let Some(named) = named else {
-        return Err(ApiError::Forbidden("only user-ID identifiers are supported".into()));
-    };
-    let user_id = resolve_user(&services, &named)?;
     let LoginInfo::Password(password) = &body.login_info else {
         let user_id = appservice_login_user(&services, req.auth.as_deref(), user_id)?;
         return new_session(&services, user_id, &body, req.client_ip);

@@ -314,6 +314,26 @@ impl Threepids {
         Ok(true)
     }
 
+    /// Makes `addresses` the addresses of `user`, as an admin sets them (counted as verified
+    /// now). Refused, changing nothing, if another account holds one of them.
+    pub fn replace(&self, user: &UserId, addresses: &[String]) -> Result<(), ThreepidError> {
+        let wanted = addresses.iter().map(|a| normalize(a)).collect::<Result<Vec<_>, _>>()?;
+        for address in &wanted {
+            if self.owners.get(address)?.is_some_and(|owner| owner != user) {
+                return Err(ThreepidError::InUse(address.clone()));
+            }
+        }
+        for current in self.of_user(user)? {
+            if !wanted.contains(&current.address) {
+                self.unbind(user, &current.address)?;
+            }
+        }
+        for address in &wanted {
+            self.bind(user, address, now_ms())?;
+        }
+        Ok(())
+    }
+
     /// Unbinds every address of `user` (a deactivated account frees its addresses).
     pub fn unbind_all(&self, user: &UserId) -> Result<(), ThreepidError> {
         for address in self.of_user(user)?.into_iter().map(|t| t.address) {
