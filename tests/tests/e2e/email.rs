@@ -57,6 +57,20 @@ fn email_auth(sid: &str, secret: &str, session: &str) -> Value {
     })
 }
 
+/// `/account/3pid/add` with the session of a link: the password is asked first (UIA).
+async fn add_address(client: &Client, sid: &str, secret: &str) -> Reply {
+    let path = "/_matrix/client/v3/account/3pid/add";
+    let add = json!({ "sid": sid, "client_secret": secret });
+    let first = client.post(path, add.clone()).await;
+    assert_eq!(first.status, 401, "the password is asked first: {:?}", first.body);
+    let mut with_password = add;
+    with_password["auth"] = json!({
+        "type": "m.login.password", "session": first.body["session"], "password": PASSWORD,
+        "identifier": { "type": "m.id.user", "user": client.user_id().await },
+    });
+    client.post(path, with_password).await
+}
+
 #[tokio::test]
 async fn a_verified_address_gives_its_tier_and_unit_and_stays_on_the_account() {
     let smtp = SmtpSink::start();
@@ -186,26 +200,9 @@ async fn a_verified_address_gives_its_tier_and_unit_and_stays_on_the_account() {
         .unwrap()
         .to_owned();
     let mail = smtp.wait_for("marie@interieur.gouv.fr", 2).await;
-    let add = json!({ "sid": sid, "client_secret": "secret-3" });
-    let first = marie.post("/_matrix/client/v3/account/3pid/add", add.clone()).await;
-    assert_eq!(first.status, 401, "the password is asked first: {:?}", first.body);
-    let session = first.body["session"].as_str().unwrap().to_owned();
-    let mut with_password = add.clone();
-    with_password["auth"] = json!({
-        "type": "m.login.password", "session": session, "password": PASSWORD,
-        "identifier": { "type": "m.id.user", "user": "marie" },
-    });
-    let unverified = marie.post("/_matrix/client/v3/account/3pid/add", with_password).await;
-    unverified.err(400, "M_THREEPID_AUTH_FAILED");
+    add_address(&marie, &sid, "secret-3").await.err(400, "M_THREEPID_AUTH_FAILED");
     assert_eq!(open(&mail.link("/_relais/email/validate").unwrap()).await.0, 200);
-    let first = marie.post("/_matrix/client/v3/account/3pid/add", add.clone()).await;
-    let session = first.body["session"].as_str().unwrap().to_owned();
-    let mut with_password = add;
-    with_password["auth"] = json!({
-        "type": "m.login.password", "session": session, "password": PASSWORD,
-        "identifier": { "type": "m.id.user", "user": "marie" },
-    });
-    marie.post("/_matrix/client/v3/account/3pid/add", with_password).await.ok();
+    add_address(&marie, &sid, "secret-3").await.ok();
     let listed = marie.get("/_matrix/client/v3/account/3pid").await.ok();
     assert_eq!(listed["threepids"][0]["address"], "marie@interieur.gouv.fr", "{listed}");
 

@@ -47,6 +47,16 @@ pub(crate) async fn create_account(
         .await
 }
 
+/// Registers through the dummy stage, with neither an invitation nor an e-mail address.
+pub(crate) async fn register_without_invitation(server: &TestServer, username: &str) -> Reply {
+    let client = server.client();
+    let body = json!({ "username": username, "password": "pw-pw-pw-pw" });
+    let first = client.post("/_matrix/client/v3/register", body.clone()).await;
+    let mut with_auth = body;
+    with_auth["auth"] = json!({ "type": "m.login.dummy", "session": first.body["session"] });
+    client.post("/_matrix/client/v3/register", with_auth).await
+}
+
 fn rule(body: &Value) -> &str {
     body["fr.relais.rule"].as_str().unwrap_or_default()
 }
@@ -70,21 +80,7 @@ async fn set_class(client: &Client, room: &str, class: &str) -> Reply {
 async fn tiers_classes_and_delegated_administration() {
     let mut server = start();
     // Self-registration needs an invitation; the configured server admin may register.
-    let stranger = server.client();
-    let first = stranger
-        .post(
-            "/_matrix/client/v3/register",
-            json!({ "username": "stranger", "password": "pw-pw-pw-pw" }),
-        )
-        .await;
-    let session = first.body["session"].as_str().unwrap_or_default().to_owned();
-    let refused = stranger
-        .post(
-            "/_matrix/client/v3/register",
-            json!({ "username": "stranger", "password": "pw-pw-pw-pw", "auth": { "type": "m.login.dummy", "session": session } }),
-        )
-        .await
-        .err(403, "M_FORBIDDEN");
+    let refused = register_without_invitation(&server, "stranger").await.err(403, "M_FORBIDDEN");
     assert!(refused["error"].as_str().unwrap().contains("R1"), "{refused}");
     let mut root = server.client();
     root.register("root", "pw-pw-pw-pw").await;

@@ -202,22 +202,8 @@ async fn the_standalone_policy_service_answers_the_checks() {
         eventually(200, || crate::policy::register_with_token(&server, "paula", &token)).await.ok();
     assert_eq!(registered["user_id"], "@paula:localhost");
     // Without an invitation, R1 refuses, with the service's message.
-    let stranger = server.client();
-    let first = stranger
-        .post(
-            "/_matrix/client/v3/register",
-            json!({ "username": "eve", "password": "pw-pw-pw-pw" }),
-        )
-        .await;
-    let session = first.body["session"].as_str().unwrap_or_default().to_owned();
-    let refused = stranger
-        .post(
-            "/_matrix/client/v3/register",
-            json!({ "username": "eve", "password": "pw-pw-pw-pw",
-                    "auth": { "type": "m.login.dummy", "session": session } }),
-        )
-        .await
-        .err(403, "M_FORBIDDEN");
+    let refused =
+        crate::policy::register_without_invitation(&server, "eve").await.err(403, "M_FORBIDDEN");
     assert_eq!(rule(&refused), "R1", "{refused}");
 
     // The service's endpoints want their tokens.

@@ -44,18 +44,15 @@ pub async fn request_registration_token(
     if let Some(refusal) = services.policy_refuses_email(&body.email) {
         return Err(ApiError::ThreepidDenied(refusal));
     }
-    let sid = services
-        .threepids
-        .request_email_token(
-            &services.base_url(),
-            &body.email,
-            body.client_secret.as_str(),
-            body.send_attempt.into(),
-            body.next_link.as_deref(),
-            Purpose::Registration,
-        )
-        .await?;
-    let sid = sid.try_into().map_err(|e| ApiError::Internal(format!("session ID: {e}")))?;
+    let sid = send_link(
+        &services,
+        &body.email,
+        &body.client_secret,
+        body.send_attempt,
+        body.next_link.as_deref(),
+        Purpose::Registration,
+    )
+    .await?;
     Ok(request_registration_token_via_email::v3::Response::new(sid))
 }
 
@@ -73,18 +70,15 @@ pub async fn request_add_token(
             body.email
         )));
     }
-    let sid = services
-        .threepids
-        .request_email_token(
-            &services.base_url(),
-            &body.email,
-            body.client_secret.as_str(),
-            body.send_attempt.into(),
-            body.next_link.as_deref(),
-            Purpose::AddToAccount,
-        )
-        .await?;
-    let sid = sid.try_into().map_err(|e| ApiError::Internal(format!("session ID: {e}")))?;
+    let sid = send_link(
+        &services,
+        &body.email,
+        &body.client_secret,
+        body.send_attempt,
+        body.next_link.as_deref(),
+        Purpose::AddToAccount,
+    )
+    .await?;
     Ok(request_3pid_management_token_via_email::v3::Response::new(sid))
 }
 
@@ -99,19 +93,39 @@ pub async fn request_password_token(
     if services.threepids.owner(&body.email)?.is_none() {
         return Err(ApiError::ThreepidNotFound(format!("{} belongs to no account", body.email)));
     }
+    let sid = send_link(
+        &services,
+        &body.email,
+        &body.client_secret,
+        body.send_attempt,
+        body.next_link.as_deref(),
+        Purpose::PasswordReset,
+    )
+    .await?;
+    Ok(request_password_change_token_via_email::v3::Response::new(sid))
+}
+
+/// Sends the verification link of `purpose` to `email`; the session's ID.
+async fn send_link(
+    services: &Services,
+    email: &str,
+    client_secret: &ruma::ClientSecret,
+    send_attempt: ruma::UInt,
+    next_link: Option<&str>,
+    purpose: Purpose,
+) -> ApiResult<ruma::OwnedSessionId> {
     let sid = services
         .threepids
         .request_email_token(
             &services.base_url(),
-            &body.email,
-            body.client_secret.as_str(),
-            body.send_attempt.into(),
-            body.next_link.as_deref(),
-            Purpose::PasswordReset,
+            email,
+            client_secret.as_str(),
+            send_attempt.into(),
+            next_link,
+            purpose,
         )
         .await?;
-    let sid = sid.try_into().map_err(|e| ApiError::Internal(format!("session ID: {e}")))?;
-    Ok(request_password_change_token_via_email::v3::Response::new(sid))
+    sid.try_into().map_err(|e| ApiError::Internal(format!("session ID: {e}")))
 }
 
 /// `POST /_matrix/client/v3/account/3pid/add`: binds a verified address to the account, after
