@@ -43,7 +43,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
+            // Colours only on a terminal: log files and journald get plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
             tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| "info".into()),

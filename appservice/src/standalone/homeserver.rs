@@ -127,7 +127,12 @@ impl Homeserver {
     /// The current state of any room (admin API); `None` if the room is unknown.
     pub async fn room_state(&self, room: &str) -> Result<Option<Vec<Value>>, HomeserverError> {
         let path = format!("/_synapse/admin/v1/rooms/{}/state", segment(room));
-        Ok(self.get(&path).await?.map(|v| v["state"].as_array().cloned().unwrap_or_default()))
+        Ok(self.get(&path).await?.map(|mut answer| {
+            match answer.get_mut("state").map(Value::take) {
+                Some(Value::Array(events)) => events,
+                _ => Vec::new(),
+            }
+        }))
     }
 
     /// The rooms a local user is joined to (admin API); empty for an unknown user.
