@@ -53,15 +53,21 @@ pub fn decide(
     check: &Check,
     now_ms: u64,
 ) -> Result<Decision, LookupError> {
-    let decide_in = |actor: &UserId, action: &Action, room: Option<&RoomId>| {
-        if lookup.is_exempt(actor)? {
-            return Ok(Decision::Allow);
+    // Exemption only matters for a refusal, so it is looked up only then: most checks allow,
+    // and for the standalone service each lookup is a request to the homeserver.
+    let unless_exempt = |actor: &UserId, decision: Decision| {
+        if decision.is_allowed() || !lookup.is_exempt(actor)? {
+            Ok(decision)
+        } else {
+            Ok(Decision::Allow)
         }
+    };
+    let decide_in = |actor: &UserId, action: &Action, room: Option<&RoomId>| {
         let facts = match room {
             Some(room) => lookup.room_facts(room, actor)?,
             None => None,
         };
-        Ok(service.decide(action, actor.as_str(), facts.as_ref(), now_ms))
+        unless_exempt(actor, service.decide(action, actor.as_str(), facts.as_ref(), now_ms))
     };
     match check {
         Check::UserMayInvite(args) => {
@@ -86,13 +92,14 @@ pub fn decide(
             decide_in(&args.user, &action, Some(&args.room))
         }
         Check::UserMayCreateRoom(args) => {
-            let action = create_action(service, lookup, &args.user_id, &args.room_config)?;
-            decide_in(&args.user_id, &action, None)
+            match create_action(service, lookup, &args.user_id, &args.room_config) {
+                Ok(action) => decide_in(&args.user_id, &action, None),
+                // A server admin outside the directory (no unit) creates what they like.
+                Err(_) if lookup.is_exempt(&args.user_id)? => Ok(Decision::Allow),
+                Err(error) => Err(error),
+            }
         }
         Check::UserMaySendStateEvent(args) => {
-            if lookup.is_exempt(&args.user_id)? {
-                return Ok(Decision::Allow);
-            }
             let Some(facts) = lookup.room_facts(&args.room_id, &args.user_id)? else {
                 return Ok(Decision::Allow);
             };
@@ -100,7 +107,7 @@ pub fn decide(
             for action in state_actions(&facts, args, current) {
                 let decision = service.decide(&action, args.user_id.as_str(), Some(&facts), now_ms);
                 if !decision.is_allowed() {
-                    return Ok(decision);
+                    return unless_exempt(&args.user_id, decision);
                 }
             }
             Ok(Decision::Allow)
@@ -144,11 +151,8 @@ pub fn decide(
             let (target, room) = (field("state_key"), field("room_id"));
             let action =
                 Action::Invite { target: target.as_str().into(), room: room.as_str().into() };
-            if lookup.is_exempt(&inviter)? {
-                return Ok(Decision::Allow);
-            }
             let facts = remote_room_facts(event);
-            Ok(service.decide(&action, inviter.as_str(), Some(&facts), now_ms))
+            unless_exempt(&inviter, service.decide(&action, inviter.as_str(), Some(&facts), now_ms))
         }
     }
 }
@@ -262,5 +266,112 @@ fn remote_room_facts(event: &Value) -> RoomFacts {
         member_count: 1,
         actor_joined: true,
         ..RoomFacts::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use relais_policy::{Tier, UserRecord};
+    use ruma::{owned_room_id, owned_user_id};
+    use serde_json::json;
+
+    use super::*;
+    use crate::{PolicyConfig, UnitConfig, checks::UserMayInvite};
+
+    /// Rooms of class `agents`, and whether the actor is exempt; counts exemption lookups.
+    struct Fake {
+        exempt: bool,
+        exemption_asked: Cell<u32>,
+    }
+
+    impl Lookup for Fake {
+        fn server_name(&self) -> &str {
+            "x"
+        }
+        fn is_exempt(&self, _: &UserId) -> Result<bool, LookupError> {
+            self.exemption_asked.set(self.exemption_asked.get() + 1);
+            Ok(self.exempt)
+        }
+        fn room_facts(&self, _: &RoomId, _: &UserId) -> Result<Option<RoomFacts>, LookupError> {
+            Ok(Some(RoomFacts {
+                class: Some(AccessClass::Agents),
+                actor_joined: true,
+                actor_power: 100,
+                member_count: 2,
+                ..RoomFacts::default()
+            }))
+        }
+        fn workspace_facts(
+            &self,
+            _: &RoomId,
+            _: &UserId,
+        ) -> Result<Option<WorkspaceFacts>, LookupError> {
+            Ok(None)
+        }
+        fn state_content(
+            &self,
+            _: &RoomId,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Value>, LookupError> {
+            Ok(None)
+        }
+        fn share_a_room(&self, _: &UserId, _: &UserId) -> Result<bool, LookupError> {
+            Ok(false)
+        }
+    }
+
+    fn service() -> PolicyService {
+        let config = PolicyConfig {
+            enabled: true,
+            units: vec![UnitConfig {
+                id: "state".into(),
+                parent: None,
+                name: String::new(),
+                requires_workspace_approval: false,
+            }],
+            ..PolicyConfig::default()
+        };
+        let service = PolicyService::new(config, "x").expect("valid");
+        service.apply_member("@alice:x", UserRecord::new(Tier::Agent, "state")).expect("valid");
+        service.apply_member("@bob:x", UserRecord::new(Tier::Agent, "state")).expect("valid");
+        service.apply_member("@pat:x", UserRecord::new(Tier::Public, "state")).expect("valid");
+        service
+    }
+
+    fn invite(invitee: &str) -> Check {
+        Check::UserMayInvite(UserMayInvite {
+            inviter: owned_user_id!("@alice:x"),
+            invitee: UserId::parse(invitee).expect("valid").to_owned(),
+            room_id: owned_room_id!("!r:x"),
+        })
+    }
+
+    #[test]
+    fn exemption_is_asked_only_for_a_refusal() {
+        let service = service();
+        let lookup = Fake { exempt: false, exemption_asked: Cell::new(0) };
+        assert!(decide(&service, &lookup, &invite("@bob:x"), 0).expect("decided").is_allowed());
+        assert_eq!(lookup.exemption_asked.get(), 0, "an allowed check needs no exemption");
+        let refused = decide(&service, &lookup, &invite("@pat:x"), 0).expect("decided");
+        assert_eq!(refused.rule(), Some(relais_policy::Rule::M1));
+        assert_eq!(lookup.exemption_asked.get(), 1);
+        let admin = Fake { exempt: true, exemption_asked: Cell::new(0) };
+        assert!(decide(&service, &admin, &invite("@pat:x"), 0).expect("decided").is_allowed());
+    }
+
+    #[test]
+    fn a_server_admin_outside_the_directory_creates_a_workspace() {
+        let service = service();
+        let check = Check::UserMayCreateRoom(crate::checks::UserMayCreateRoom {
+            user_id: owned_user_id!("@root:x"),
+            room_config: json!({ "creation_content": { "type": "m.space" } }),
+        });
+        let nobody = Fake { exempt: false, exemption_asked: Cell::new(0) };
+        assert!(decide(&service, &nobody, &check, 0).is_err(), "no unit to create it in");
+        let admin = Fake { exempt: true, exemption_asked: Cell::new(0) };
+        assert!(decide(&service, &admin, &check, 0).expect("decided").is_allowed());
     }
 }

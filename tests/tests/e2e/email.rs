@@ -10,8 +10,12 @@ use crate::policy::{UNITS, login};
 const PASSWORD: &str = "pw-pw-pw-pw";
 
 fn start(smtp: &SmtpSink) -> TestServer {
+    start_with(smtp, &[])
+}
+
+fn start_with(smtp: &SmtpSink, extra: &[(&str, &str)]) -> TestServer {
     let port = smtp.port.to_string();
-    TestServer::start_with(&[
+    let mut env = vec![
         ("RELAIS_POLICY__ENABLED", "true"),
         ("RELAIS_POLICY__UNITS", UNITS),
         ("RELAIS_POLICY__SERVER_ADMINS", r#"["@root:localhost"]"#),
@@ -23,7 +27,9 @@ fn start(smtp: &SmtpSink) -> TestServer {
         ("RELAIS_EMAIL__SMTP_PORT", port.as_str()),
         ("RELAIS_EMAIL__SMTP_SECURITY", "none"),
         ("RELAIS_EMAIL__FROM", "Relais <noreply@relais.test>"),
-    ])
+    ];
+    env.extend_from_slice(extra);
+    TestServer::start_with(&env)
 }
 
 async fn request_token(
@@ -256,6 +262,47 @@ async fn a_verified_address_gives_its_tier_and_unit_and_stays_on_the_account() {
     root.post("/_synapse/admin/v1/deactivate/@marie:localhost", json!({})).await.ok();
     let sid = request_token(&client, path, "secret-4", "marie@interieur.gouv.fr", 1).await.ok();
     assert!(sid["sid"].is_string(), "{sid}");
+}
+
+#[tokio::test]
+async fn a_guest_is_reminded_by_e_mail_too() {
+    let smtp = SmtpSink::start();
+    // Reminders 10 days ahead; the task runs every second.
+    let server = start_with(
+        &smtp,
+        &[
+            ("RELAIS_POLICY__GUEST_REMINDER_DAYS", "10"),
+            ("RELAIS_POLICY__REMINDER_INTERVAL_SECS", "1"),
+        ],
+    );
+    let mut root = server.client();
+    root.register("root", PASSWORD).await;
+    crate::policy::create_account(&root, "alice", "agent", "interior").await.ok();
+    let alice = login(&server, "alice").await;
+    crate::policy::create_account(&alice, "gus", "guest", "interior").await.ok();
+    root.put(
+        "/_synapse/admin/v2/users/@gus:localhost",
+        json!({ "threepids": [{ "medium": "email", "address": "gus@partner.example" }] }),
+    )
+    .await
+    .ok();
+    // The account ends in 90 days: no reminder yet. Renewed to end in 5 days, it is due.
+    let in_five_days = now_ms() + 5 * 24 * 3600 * 1000;
+    alice
+        .put(
+            "/_relais/admin/v1/users/@gus:localhost",
+            json!({ "expires_at_ms": in_five_days, "reason": "short mission" }),
+        )
+        .await
+        .ok();
+    let mail = smtp.wait_for("gus@partner.example", 1).await;
+    assert!(mail.data.contains("Your guest account ends soon"), "{}", mail.data);
+    assert!(mail.text().contains("@alice:localhost"), "the sponsor is named: {}", mail.text());
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[tokio::test]

@@ -20,6 +20,14 @@ use crate::service::{Services, ephemeral::now_ms};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// A reminder sent as a notice, to be sent by e-mail too.
+pub struct Reminder {
+    /// Its recipient.
+    pub to: OwnedUserId,
+    /// Its text.
+    pub text: String,
+}
+
 impl Services {
     /// Starts the task that sends reminders every `policy.reminder_interval_secs`.
     pub fn start_policy_reminders(self: &Arc<Self>) {
@@ -33,12 +41,15 @@ impl Services {
             loop {
                 interval.tick().await;
                 let Some(services) = services.upgrade() else { return };
+                let s = services.clone();
                 let sent =
-                    tokio::task::spawn_blocking(move || services.send_due_reminders(now_ms()))
-                        .await;
+                    tokio::task::spawn_blocking(move || s.send_due_reminders(now_ms())).await;
                 match sent {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::info!(reminders = n, "guest expiry reminders sent"),
+                    Ok(Ok(emails)) if emails.is_empty() => {}
+                    Ok(Ok(emails)) => {
+                        tracing::info!(reminders = emails.len(), "guest expiry reminders sent");
+                        services.email_reminders(emails).await;
+                    }
                     Ok(Err(e)) => tracing::warn!(error = %e, "guest expiry reminders failed"),
                     Err(e) => tracing::warn!(error = %e, "guest expiry reminder task failed"),
                 }
@@ -46,9 +57,26 @@ impl Services {
         });
     }
 
+    /// Also sends each reminder by e-mail to the addresses of its recipient, if this server
+    /// sends e-mail: a guest who seldom opens their Matrix app still learns their account ends.
+    async fn email_reminders(&self, reminders: Vec<Reminder>) {
+        for reminder in reminders {
+            let addresses = self.threepids.of_user(&reminder.to).unwrap_or_default();
+            for address in addresses {
+                let subject = "Your guest account ends soon";
+                let body = format!("{}\n\n({})\n", reminder.text, self.config.server_name);
+                if let Err(error) = self.threepids.send_email(&address.address, subject, body).await
+                {
+                    tracing::warn!(user = %reminder.to, %error, "reminder e-mail not sent");
+                }
+            }
+        }
+    }
+
     /// Reminds every active guest whose account ends within `policy.guest_reminder_days` and who
-    /// was not yet reminded of this expiry, and their sponsor. Returns how many guests.
-    pub fn send_due_reminders(&self, now: u64) -> Result<usize, PolicyError> {
+    /// was not yet reminded of this expiry, and their sponsor, by a notice. Returns the reminders
+    /// sent, for the e-mails.
+    pub fn send_due_reminders(&self, now: u64) -> Result<Vec<Reminder>, PolicyError> {
         let window = self.config.policy.guest_reminder_days.saturating_mul(DAY_MS);
         let directory = self.policy.service.directory();
         let due: Vec<(OwnedUserId, u64, Option<String>)> = directory
@@ -63,35 +91,32 @@ impl Services {
                     .then(|| (user, expires, r.sponsor.as_ref().map(|s| s.as_str().to_owned())))
             })
             .collect();
-        let mut sent = 0;
+        let mut sent = Vec::new();
         for (guest, expires, sponsor) in due {
             let mut record = self.notice_record(&guest)?;
             if record.get("reminded_for").and_then(Value::as_u64) == Some(expires) {
                 continue;
             }
             let days = (expires - now).div_ceil(DAY_MS);
-            self.send_notice(
-                &guest,
-                &format!(
-                    "Your guest account ends in {days} day(s). Ask your sponsor{} to renew it if you \
-                     still need it.",
-                    sponsor.as_deref().map(|s| format!(" ({s})")).unwrap_or_default()
-                ),
-            )?;
+            let text = format!(
+                "Your guest account ends in {days} day(s). Ask your sponsor{} to renew it if you \
+                 still need it.",
+                sponsor.as_deref().map(|s| format!(" ({s})")).unwrap_or_default()
+            );
+            self.send_notice(&guest, &text)?;
+            sent.push(Reminder { to: guest.clone(), text });
             if let Some(sponsor) = sponsor.and_then(|s| OwnedUserId::try_from(s).ok()) {
-                self.send_notice(
-                    &sponsor,
-                    &format!(
-                        "The guest account of {guest}, whom you sponsor, ends in {days} day(s). \
-                         Renew it with `!relais renew {guest} <days>` in your unit's room or the \
-                         admin API, or let it end."
-                    ),
-                )?;
+                let text = format!(
+                    "The guest account of {guest}, whom you sponsor, ends in {days} day(s). \
+                     Renew it with `!relais renew {guest} <days>` in your unit's room or the \
+                     admin API, or let it end."
+                );
+                self.send_notice(&sponsor, &text)?;
+                sent.push(Reminder { to: sponsor, text });
             }
             record = self.notice_record(&guest)?;
             record["reminded_for"] = expires.into();
             self.set_notice_record(&guest, record)?;
-            sent += 1;
         }
         Ok(sent)
     }

@@ -228,6 +228,19 @@ impl Threepids {
         Ok(sid)
     }
 
+    /// Sends a plain-text message to a verified address (notices that must reach people who
+    /// seldom open their Matrix app).
+    pub async fn send_email(
+        &self,
+        to: &str,
+        subject: &str,
+        body: String,
+    ) -> Result<(), ThreepidError> {
+        let Some(mailer) = &self.mailer else { return Err(ThreepidError::NotConfigured) };
+        let subject = format!("{subject} ({})", self.server_name);
+        mailer.send(to, &subject, body).await.map_err(ThreepidError::Send)
+    }
+
     /// Checks a link's token: the address of the session is then verified. Returns where to
     /// send the person next (the client's `next_link`), if anywhere.
     pub fn validate(
