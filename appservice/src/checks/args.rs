@@ -53,6 +53,8 @@ pub struct UserMayCreateRoom {
     pub user_id: OwnedUserId,
     /// The body of the `createRoom` request as the client sent it; for an upgrade, the parts of
     /// an equivalent request (`room_version`, `creation_content` with the predecessor).
+    /// `synapse-http-antispam` sends none: the room is then judged as a plain room.
+    #[serde(default)]
     pub room_config: Value,
 }
 

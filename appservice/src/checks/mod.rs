@@ -143,6 +143,22 @@ impl Check {
         })
     }
 
+    /// The local user who acts, if the check is about one (an invite from another server names
+    /// a remote one).
+    pub fn actor(&self) -> Option<&ruma::UserId> {
+        match self {
+            Self::UserMayInvite(a) => Some(&a.inviter),
+            Self::UserMaySend3pidInvite(a) => Some(&a.inviter),
+            Self::UserMayJoinRoom(a) => Some(&a.user),
+            Self::UserMayCreateRoom(a) => Some(&a.user_id),
+            Self::UserMaySendStateEvent(a) => Some(&a.user_id),
+            Self::UserMayPublishRoom(a) => Some(&a.user_id),
+            Self::CheckLoginForSpam(a) => Some(&a.user_id),
+            Self::CheckUsernameForSpam(a) => Some(&a.requester_id),
+            Self::CheckRegistrationForSpam(_) | Self::FederatedUserMayInvite(_) => None,
+        }
+    }
+
     /// Which callback this is.
     pub fn callback(&self) -> Callback {
         match self {

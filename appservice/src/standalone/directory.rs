@@ -20,18 +20,6 @@ pub enum LoadError {
     /// The homeserver failed.
     #[error(transparent)]
     Homeserver(#[from] HomeserverError),
-    /// A unit's room does not exist yet: the homeserver creates them at its first start with
-    /// the same `[policy]` section.
-    #[error(
-        "the room of unit {unit} ({alias}) does not exist: is the homeserver's policy enabled \
-         with the same units?"
-    )]
-    MissingUnitRoom {
-        /// The unit.
-        unit: String,
-        /// The alias looked for.
-        alias: String,
-    },
 }
 
 /// The directory as this service follows it.
@@ -54,18 +42,26 @@ impl Follower {
         &self.service
     }
 
-    /// Finds every unit's room and reads its records. Returns the number of records applied.
+    /// Finds every unit's room, creating those that do not exist yet (parents first, each a
+    /// space that lists its sub-units' rooms), and reads their records. Returns the number of
+    /// records applied.
     pub async fn load(
         &self,
         homeserver: &Homeserver,
         server_name: &str,
     ) -> Result<usize, LoadError> {
         let mut events = Vec::new();
-        for unit in &self.service.config().units {
+        let mut rooms: HashMap<String, String> = HashMap::new();
+        for unit in self.units_parents_first() {
             let alias = format!("#relais-unit-{}:{server_name}", unit.id);
-            let Some(room) = homeserver.resolve_alias(&alias).await? else {
-                return Err(LoadError::MissingUnitRoom { unit: unit.id.clone(), alias });
+            let room = match homeserver.resolve_alias(&alias).await? {
+                Some(room) => room,
+                None => {
+                    let parent = unit.parent.as_ref().and_then(|p| rooms.get(p)).cloned();
+                    self.create_unit_room(homeserver, unit, parent.as_deref(), server_name).await?
+                }
             };
+            rooms.insert(unit.id.clone(), room.clone());
             for mut event in homeserver.joined_room_state(&room).await? {
                 // The client format of `/state` may leave `room_id` out.
                 event["room_id"] = room.clone().into();
@@ -76,6 +72,56 @@ impl Follower {
         // Oldest first, as they were written: the latest record of a user wins.
         events.sort_by_key(timestamp);
         Ok(events.iter().filter(|event| self.apply(event)).count())
+    }
+
+    /// The configured units, each after its parent.
+    fn units_parents_first(&self) -> Vec<&crate::UnitConfig> {
+        let units = &self.service.config().units;
+        let mut ordered: Vec<&crate::UnitConfig> = Vec::new();
+        while ordered.len() < units.len() {
+            let before = ordered.len();
+            for unit in units {
+                let placed = |id: &str| ordered.iter().any(|u| u.id == id);
+                if !placed(&unit.id) && unit.parent.as_deref().is_none_or(placed) {
+                    ordered.push(unit);
+                }
+            }
+            if ordered.len() == before {
+                // The service checked the tree when it started; this only guards a loop.
+                break;
+            }
+        }
+        ordered
+    }
+
+    /// Creates a unit's room as the bot: a private space with the unit's alias, listed in its
+    /// parent's room. The homeserver embedding the service makes the same rooms.
+    async fn create_unit_room(
+        &self,
+        homeserver: &Homeserver,
+        unit: &crate::UnitConfig,
+        parent: Option<&str>,
+        server_name: &str,
+    ) -> Result<String, LoadError> {
+        let name = if unit.name.is_empty() { unit.id.as_str() } else { unit.name.as_str() };
+        let request = serde_json::json!({
+            "name": name,
+            "topic": format!("Directory and audit log of the organisation unit {}", unit.id),
+            "room_alias_name": format!("relais-unit-{}", unit.id),
+            "preset": "private_chat",
+            "visibility": "private",
+            "creation_content": { "type": "m.space" },
+            "initial_state": [{
+                "type": names::ORG_UNIT, "state_key": unit.id, "content": { "id": unit.id },
+            }],
+        });
+        let room = homeserver.create_room(&request).await?;
+        if let Some(parent) = parent {
+            let content = serde_json::json!({ "via": [server_name] });
+            homeserver.put_state(parent, "m.space.child", &room, &content).await?;
+        }
+        tracing::info!(unit = unit.id, %room, "organisation unit room created");
+        Ok(room)
     }
 
     /// Applies `event` if it is a directory record of a unit room, newer than the one held.

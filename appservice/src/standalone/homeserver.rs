@@ -118,6 +118,53 @@ impl Homeserver {
             .and_then(|v| v.get("room_id").and_then(Value::as_str).map(str::to_owned)))
     }
 
+    /// Registers the bot (the application service's sender), if it is not yet.
+    pub async fn register_bot(&self, localpart: &str) -> Result<(), HomeserverError> {
+        let body = json!({ "type": "m.login.application_service", "username": localpart,
+                           "inhibit_login": true });
+        match self.call(reqwest::Method::POST, "/_matrix/client/v3/register", Some(&body)).await {
+            Ok(_) => Ok(()),
+            // Already registered (by the homeserver itself, or an earlier start).
+            Err(HomeserverError::Status { status: 400, ref body, .. })
+                if body.contains("M_USER_IN_USE") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a room as the bot; its ID.
+    pub async fn create_room(&self, request: &Value) -> Result<String, HomeserverError> {
+        let answer = self
+            .call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(request))
+            .await?;
+        answer.and_then(|a| a.get("room_id").and_then(Value::as_str).map(str::to_owned)).ok_or_else(
+            || HomeserverError::Status {
+                what: "POST /_matrix/client/v3/createRoom".into(),
+                status: 200,
+                body: "no room_id in the answer".into(),
+            },
+        )
+    }
+
+    /// Sends a state event as the bot.
+    pub async fn put_state(
+        &self,
+        room: &str,
+        kind: &str,
+        state_key: &str,
+        content: &Value,
+    ) -> Result<(), HomeserverError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{}/{}",
+            segment(room),
+            segment(kind),
+            segment(state_key)
+        );
+        self.call(reqwest::Method::PUT, &path, Some(content)).await.map(drop)
+    }
+
     /// The current state of a room the bot is in.
     pub async fn joined_room_state(&self, room: &str) -> Result<Vec<Value>, HomeserverError> {
         let path = format!("/_matrix/client/v3/rooms/{}/state", segment(room));
