@@ -98,7 +98,8 @@ impl ServiceConfig {
         }
         let config: Self = Figment::from(Serialized::defaults(Self::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("RELAIS_POLICY_SERVICE_").split("__"))
+            // `RELAIS_POLICY_SERVICE_CONFIG` names the file itself (the command line's `--config`).
+            .merge(Env::prefixed("RELAIS_POLICY_SERVICE_").ignore(&["CONFIG"]).split("__"))
             .extract()
             .map_err(|e| {
                 ConfigError::Invalid(
