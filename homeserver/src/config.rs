@@ -698,6 +698,29 @@ mod tests {
     }
 
     #[test]
+    fn the_smtp_settings_are_checked_and_the_password_is_not_shown() {
+        let load = |toml: &str| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, toml).expect("write");
+            Config::load(Some(&path)).map_err(|e| e.to_string())
+        };
+        let err = load("[email]\nsmtp_host = \"smtp.x\"\nfrom = \"not an address\"\n")
+            .expect_err("bad sender");
+        assert!(err.contains("email.from"), "{err}");
+        let err = load("[email]\nsmtp_host = \"smtp.x\"\nsmtp_username = \"relais\"\n")
+            .expect_err("a username without a password");
+        assert!(err.contains("email.smtp_username"), "{err}");
+        let config = load(
+            "[email]\nsmtp_host = \"smtp.x\"\nsmtp_username = \"relais\"\nsmtp_password = \"s3cr3t-pw\"\n",
+        )
+        .expect("valid");
+        assert!(config.email.enabled());
+        assert!(!format!("{config:?}").contains("s3cr3t-pw"));
+        assert!(!toml::to_string(&config).expect("serialise").contains("s3cr3t-pw"));
+    }
+
+    #[test]
     fn media_path_defaults_next_to_the_database() {
         let mut config = Config::default();
         config.database.path = PathBuf::from("/var/lib/relais");
