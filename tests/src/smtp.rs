@@ -63,7 +63,12 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts listening on a free port.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the SMTP sink");
+        Self::start_on(0)
+    }
+
+    /// Starts listening on `port` (0: a free one).
+    pub fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the SMTP sink");
         let port = listener.local_addr().expect("address").port();
         let mails = Arc::new(Mutex::new(Vec::new()));
         let kept = mails.clone();

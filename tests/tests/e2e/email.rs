@@ -306,6 +306,32 @@ fn now_ms() -> u64 {
 }
 
 #[tokio::test]
+async fn a_link_that_could_not_be_sent_is_sent_on_the_next_request() {
+    let port = relais_tests::federation::free_port();
+    let server = TestServer::start_with(&[
+        ("RELAIS_EMAIL__SMTP_HOST", "127.0.0.1"),
+        ("RELAIS_EMAIL__SMTP_PORT", port.to_string().as_str()),
+        ("RELAIS_EMAIL__SMTP_SECURITY", "none"),
+        ("RELAIS_EMAIL__TIMEOUT_SECS", "2"),
+    ]);
+    let client = server.client();
+    let path = "/_matrix/client/v3/register/email/requestToken";
+    // The mail server is down: the client is told, and nothing counts as sent.
+    let failed = request_token(&client, path, "secret-1", "anne@example.org", 1).await;
+    assert_eq!(failed.status, 500, "{:?}", failed.body);
+    assert!(
+        failed.body["error"].as_str().unwrap().contains("could not be sent"),
+        "{:?}",
+        failed.body
+    );
+    // It is back: the same attempt now sends the link.
+    let smtp = SmtpSink::start_on(port);
+    request_token(&client, path, "secret-1", "anne@example.org", 1).await.ok();
+    let mail = smtp.wait_for("anne@example.org", 1).await;
+    assert!(mail.link("/_relais/email/validate").is_some());
+}
+
+#[tokio::test]
 async fn without_an_smtp_server_addresses_are_not_supported() {
     let server = TestServer::start();
     let client = server.client();

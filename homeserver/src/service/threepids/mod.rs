@@ -185,7 +185,8 @@ impl Threepids {
         let email = normalize(email)?;
         let sid = session_id(client_secret, &email);
         let now = now_ms();
-        let known = self.sessions.get(&sid)?.map(|Json(s)| s).filter(|s| s.expires_ms > now);
+        let previous = self.sessions.get(&sid)?.map(|Json(s)| s);
+        let known = previous.clone().filter(|s| s.expires_ms > now);
         if known.as_ref().is_some_and(|s| s.send_attempt >= send_attempt) {
             return Ok(sid);
         }
@@ -218,12 +219,16 @@ impl Threepids {
              hours. If it was not you, ignore this message: nothing happens without the link.\n",
             server = self.server_name,
         );
-        mailer.send(&email, &format!("{subject} ({})", self.server_name), body).await.map_err(
-            |error| {
-                tracing::warn!(%error, "verification e-mail not sent");
-                ThreepidError::Send(error)
-            },
-        )?;
+        let sent = mailer.send(&email, &format!("{subject} ({})", self.server_name), body).await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, "verification e-mail not sent");
+            // The attempt did not happen: asking again with the same attempt must send.
+            match previous {
+                Some(session) => self.sessions.put(&sid, &Json(session))?,
+                None => self.sessions.remove(&sid)?,
+            }
+            return Err(ThreepidError::Send(error));
+        }
         tracing::info!(%sid, ?purpose, "verification e-mail sent");
         Ok(sid)
     }
