@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Shared, config::CHECKS_PATH, lookup::HttpLookup};
+use super::{Shared, config::CHECKS_PATH, lookup::HttpLookup, metrics::Outcome};
 use crate::checks::{self, Callback, Check, UserMayJoinRoom};
 
 /// The arguments of `synapse-http-antispam`'s `accept_make_join`.
@@ -42,6 +42,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/_matrix/app/v1/users/{user_id}", get(nothing_on_demand))
         .route("/_matrix/app/v1/rooms/{alias}", get(nothing_on_demand))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .fallback(unrecognized)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
@@ -162,6 +163,7 @@ async fn check(
         return starting;
     }
     let callback = check.callback();
+    let started = std::time::Instant::now();
     let runtime = tokio::runtime::Handle::current();
     let decider = shared.clone();
     let decision = tokio::task::spawn_blocking(move || {
@@ -172,13 +174,19 @@ async fn check(
         checks::decide(service, &lookup, &check, now_ms())
     })
     .await;
+    let count = |outcome| shared.metrics.check(&name, outcome, started.elapsed());
     match decision {
-        Ok(Ok(relais_policy::Decision::Allow)) => Json(json!({})).into_response(),
+        Ok(Ok(relais_policy::Decision::Allow)) => {
+            count(Outcome::Allowed);
+            Json(json!({})).into_response()
+        }
         Ok(Ok(denied)) => {
+            count(Outcome::Refused);
             tracing::info!(%callback, rule = ?denied.rule(), "refused");
             (StatusCode::FORBIDDEN, Json(checks::refusal_body(&denied))).into_response()
         }
         Ok(Err(lookup)) => {
+            count(Outcome::Undecided);
             tracing::warn!(%callback, error = %lookup, "check not decided");
             (StatusCode::SERVICE_UNAVAILABLE, Json(checks::undecided_body(&lookup))).into_response()
         }
@@ -221,6 +229,7 @@ async fn transaction(
         return starting;
     }
     let changed = transaction.events.iter().filter(|event| shared.follower.apply(event)).count();
+    shared.metrics.transaction(changed);
     if changed > 0 {
         tracing::info!(txn_id, records = changed, "directory updated");
     }
@@ -255,6 +264,14 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let loaded = *shared.ready.borrow();
     let status = if loaded { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({ "directory_loaded": loaded }))).into_response()
+}
+
+/// `GET /metrics`: Prometheus's text format, without authentication, like `/health` (bind the
+/// service to a private address).
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let users = shared.follower.service().directory().parts().users.len();
+    let text = shared.metrics.render(users, *shared.ready.borrow());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn unrecognized() -> Response {

@@ -10,13 +10,15 @@
 //! - [`homeserver`]: the calls to the homeserver;
 //! - [`directory`]: the directory, loaded and followed;
 //! - [`lookup`]: rooms and memberships for a decision;
-//! - [`http`]: the check and application service endpoints.
+//! - [`http`]: the check and application service endpoints;
+//! - [`metrics`]: `GET /metrics`.
 
 pub mod config;
 pub mod directory;
 pub mod homeserver;
 mod http;
 mod lookup;
+pub mod metrics;
 
 use std::{sync::Arc, time::Duration};
 
@@ -55,6 +57,7 @@ pub struct Shared {
     follower: Follower,
     /// Whether the directory is loaded: until then requests wait.
     ready: watch::Receiver<bool>,
+    metrics: metrics::Metrics,
 }
 
 /// Longest wait between two attempts to read the directory at start-up.
@@ -66,7 +69,8 @@ pub async fn run(config: ServiceConfig) -> Result<(), StandaloneError> {
     let follower = Follower::new(PolicyService::new(config.policy.clone(), &config.server_name)?);
     let (loaded, ready) = watch::channel(false);
     let address = config.listen;
-    let shared = Arc::new(Shared { config, homeserver, follower, ready });
+    let metrics = metrics::Metrics::default();
+    let shared = Arc::new(Shared { config, homeserver, follower, ready, metrics });
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| StandaloneError::Listen { address, error })?;

@@ -206,6 +206,21 @@ async fn the_standalone_policy_service_answers_the_checks() {
         crate::policy::register_without_invitation(&server, "eve").await.err(403, "M_FORBIDDEN");
     assert_eq!(rule(&refused), "R1", "{refused}");
 
+    // Its metrics count the checks it answered since it restarted (P1 refused one).
+    let metrics = reqwest::get(format!("{}/metrics", service.url))
+        .await
+        .expect("service reachable")
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains(
+            "relais_policy_service_checks_total{callback=\"user_may_send_state_event\",outcome=\"refused\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("relais_policy_service_directory_loaded 1"), "{metrics}");
+
     // The service's endpoints want their tokens.
     let http = reqwest::Client::new();
     let anonymous = http
