@@ -73,16 +73,20 @@ try:
     check("#relais-unit-interior:localhost exists", status == 200, unit)
     unit_room = unit["room_id"]
 
-    # The directory: the bot writes the records in the unit's room (the admin API of a Relais
-    # homeserver does this; on Synapse nobody else does).
-    records = {"alice:localhost": {"tier": "agent", "unit": "interior"},
-               "bob:localhost": {"tier": "public", "unit": "interior"},
-               "gus:localhost": {"tier": "guest", "unit": "interior", "sponsor": "@alice:localhost",
-                                 "expires_at_ms": int(time.time() * 1000) + 30 * 86400000}}
-    for key, record in records.items():
-        status, answer = call("PUT", f"/_matrix/client/v3/rooms/{enc(unit_room)}/state/fr.relais.member/{enc(key)}",
-                              {**record, "status": "active"}, AS_TOKEN)
-        check(f"record of @{key}", status == 200, answer)
+    # The directory: on Synapse nothing else writes it, so the operator records the users with
+    # the service's command line (the bot writes each record and its audit entry).
+    members = [["@alice:localhost", "--tier", "agent", "--unit", "interior"],
+               ["@bob:localhost", "--tier", "public", "--unit", "interior"],
+               ["@gus:localhost", "--tier", "guest", "--unit", "interior",
+                "--sponsor", "@alice:localhost", "--expires-in-days", "30"]]
+    for member in members:
+        done = subprocess.run([args.service_bin, "--config", args.service_config, "member", *member],
+                              capture_output=True, text=True)
+        check(f"record of {member[0]}", done.returncode == 0, done.stderr.strip())
+    status, log = call("GET", f"/_matrix/client/v3/rooms/{enc(unit_room)}/messages?dir=b&limit=20",
+                       token=AS_TOKEN)
+    audited = [e for e in log.get("chunk", []) if e["type"] == "fr.relais.audit"]
+    check("each record is in the unit's audit log", len(audited) == 3, [e["content"] for e in audited])
 
     # An agent's room is for agents (no class event: `agents`).
     room = None

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use relais_appservice::standalone::{self, config::ServiceConfig};
+use relais_appservice::standalone::{self, config::ServiceConfig, operator};
 
 /// The Relais policy service, beside a homeserver.
 #[derive(Parser)]
@@ -26,6 +26,27 @@ enum Command {
     Registration,
     /// Checks the configuration and exits.
     CheckConfig,
+    /// Records a user in the directory (tier, unit; a guest's sponsor and end), as a server admin
+    /// would, in front of a homeserver that does not write the directory itself (Synapse).
+    Member {
+        /// The user ID.
+        user: String,
+        /// `agent`, `public` or `guest`.
+        #[arg(long)]
+        tier: relais_policy::Tier,
+        /// The organisation unit.
+        #[arg(long)]
+        unit: String,
+        /// A guest's sponsor.
+        #[arg(long)]
+        sponsor: Option<String>,
+        /// A guest's account ends this many days from now.
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +61,22 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             println!("configuration {} is valid", path.display());
+            Ok(())
+        }
+        Command::Member { user, tier, unit, sponsor, expires_in_days, reason } => {
+            let expires_at_ms = expires_in_days.map(|days| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                now.saturating_add(days.saturating_mul(24 * 60 * 60 * 1000))
+            });
+            let member = operator::NewMember { user, tier, unit, sponsor, expires_at_ms, reason };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(operator::record_member(&config, member)).context("member")?;
+            println!("recorded");
             Ok(())
         }
         Command::Serve => {

@@ -37,6 +37,12 @@ impl Follower {
         Self { service, units: RwLock::new(HashMap::new()), applied: Mutex::new(HashMap::new()) }
     }
 
+    /// The room of `unit`, once loaded.
+    pub fn room_of(&self, unit: &str) -> Option<String> {
+        let units = self.units.read();
+        units.iter().find(|(_, u)| u.as_str() == unit).map(|(room, _)| room.clone())
+    }
+
     /// The index decisions are taken on.
     pub fn service(&self) -> &PolicyService {
         &self.service

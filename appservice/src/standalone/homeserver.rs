@@ -165,6 +165,26 @@ impl Homeserver {
         self.call(reqwest::Method::PUT, &path, Some(content)).await.map(drop)
     }
 
+    /// Sends a timeline event as the bot.
+    pub async fn send_event(
+        &self,
+        room: &str,
+        kind: &str,
+        content: &Value,
+    ) -> Result<(), HomeserverError> {
+        // Unique per process and call: the bot sends from one process at a time.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let txn = format!("{}-{}-{n}", std::process::id(), crate::standalone::now_ms());
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/{}/{}",
+            segment(room),
+            segment(kind),
+            segment(&txn)
+        );
+        self.call(reqwest::Method::PUT, &path, Some(content)).await.map(drop)
+    }
+
     /// The current state of a room the bot is in.
     pub async fn joined_room_state(&self, room: &str) -> Result<Vec<Value>, HomeserverError> {
         let path = format!("/_matrix/client/v3/rooms/{}/state", segment(room));

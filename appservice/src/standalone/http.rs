@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Shared, config::CHECKS_PATH, lookup::HttpLookup, metrics::Outcome};
+use super::{Shared, config::CHECKS_PATH, lookup::HttpLookup, metrics::Outcome, now_ms};
 use crate::checks::{self, Callback, Check, UserMayJoinRoom};
 
 /// The arguments of `synapse-http-antispam`'s `accept_make_join`.
@@ -276,10 +276,4 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn unrecognized() -> Response {
     error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "unrecognized request")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -11,7 +11,8 @@
 //! - [`directory`]: the directory, loaded and followed;
 //! - [`lookup`]: rooms and memberships for a decision;
 //! - [`http`]: the check and application service endpoints;
-//! - [`metrics`]: `GET /metrics`.
+//! - [`metrics`]: `GET /metrics`;
+//! - [`operator`]: the command line's `member`, which records a user in the directory.
 
 pub mod config;
 pub mod directory;
@@ -19,6 +20,7 @@ pub mod homeserver;
 mod http;
 mod lookup;
 pub mod metrics;
+pub mod operator;
 
 use std::{sync::Arc, time::Duration};
 
@@ -40,6 +42,9 @@ pub enum StandaloneError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Homeserver(#[from] HomeserverError),
+    /// The operator's request is not valid.
+    #[error("{0}")]
+    Invalid(String),
     /// The listener failed.
     #[error("listener on {address}: {error}")]
     Listen {
@@ -104,6 +109,13 @@ async fn load_directory(shared: Arc<Shared>, loaded: watch::Sender<bool>) {
     if let Err(error) = shared.homeserver.ping().await {
         tracing::warn!(%error, "the homeserver could not ping this service");
     }
+}
+
+/// Now, in milliseconds since the epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn shutdown() {

@@ -206,6 +206,34 @@ async fn the_standalone_policy_service_answers_the_checks() {
         crate::policy::register_without_invitation(&server, "eve").await.err(403, "M_FORBIDDEN");
     assert_eq!(rule(&refused), "R1", "{refused}");
 
+    // The operator records a user from the service's command line: both the homeserver and
+    // the service follow the record the bot wrote in the unit's room.
+    create_account(&root, "dora", "agent", "interior").await.ok();
+    let output = Command::new(policy_service_binary())
+        .arg("--config")
+        .arg(dir.path().join("policy-service.toml"))
+        .args(["member", "@dora:localhost", "--tier", "public", "--unit", "culture"])
+        .args(["--reason", "moved to the culture ministry"])
+        .output()
+        .expect("relais-policy-service member");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dora = root.get("/_relais/admin/v1/users/@dora:localhost").await.ok();
+    assert_eq!(dora["record"]["tier"], "public", "{dora}");
+    assert_eq!(dora["record"]["unit"], "culture", "{dora}");
+    let closed_room = alice.create_room(json!({ "name": "Agents only" })).await;
+    let denied = eventually(403, || invite(&alice, &closed_room, "@dora:localhost")).await.body;
+    assert_eq!(rule(&denied), "M1", "{denied}");
+    let log = root.get("/_relais/admin/v1/units/culture/audit").await.ok();
+    assert!(log.to_string().contains("moved to the culture ministry"), "{log}");
+    let bad = Command::new(policy_service_binary())
+        .arg("--config")
+        .arg(dir.path().join("policy-service.toml"))
+        .args(["member", "@dora:localhost", "--tier", "agent", "--unit", "nowhere"])
+        .output()
+        .expect("relais-policy-service member");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nowhere"), "an unknown unit is named");
+
     // Its metrics count the checks it answered since it restarted (P1 refused one).
     let metrics = reqwest::get(format!("{}/metrics", service.url))
         .await

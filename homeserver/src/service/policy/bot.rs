@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Weak};
 
+use relais_appservice::records::names;
 use relais_policy::{AccountStatus, Tier};
 use ruma::{OwnedRoomId, OwnedUserId, UserId, events::TimelineEventType};
 use serde_json::{Value, json};
@@ -42,10 +43,14 @@ impl PolicyBot {
 
 impl EventHook for PolicyBot {
     fn event_written(&self, _: &Rooms, pdu: &PduEvent) {
+        let Some(services) = self.services.upgrade() else { return };
+        if let Some(key) = pdu.state_key() {
+            services.follow_directory_event(pdu, key);
+            return;
+        }
         if *pdu.kind() != TimelineEventType::RoomMessage {
             return;
         }
-        let Some(services) = self.services.upgrade() else { return };
         let Ok(content) = serde_json::from_str::<Value>(pdu.fields.content.get()) else { return };
         let Some(body) = content.get("body").and_then(Value::as_str) else { return };
         if !body.trim_start().starts_with(PREFIX)
@@ -67,6 +72,27 @@ impl EventHook for PolicyBot {
                 tracing::warn!(error = %e, "the policy bot could not answer");
             }
         });
+    }
+}
+
+impl Services {
+    /// Applies a directory record the bot wrote in a unit room by any path (the admin API, or a
+    /// standalone `relais-policy-service` writing through the client API): the index follows
+    /// the rooms, whoever wrote them. Applying a record twice changes nothing.
+    fn follow_directory_event(&self, pdu: &PduEvent, state_key: &str) {
+        let kind = pdu.kind().to_string();
+        if ![names::MEMBER, names::DELEGATION, names::INVITATION].contains(&kind.as_str())
+            || pdu.sender().as_str() != self.policy.service.bot().as_str()
+        {
+            return;
+        }
+        let Some(unit) = self.unit_of_room(pdu.room_id()) else { return };
+        let Ok(content) = serde_json::from_str::<Value>(pdu.fields.content.get()) else { return };
+        if let Err(error) =
+            self.policy.service.apply_directory_event(&kind, state_key, content, Some(&unit))
+        {
+            tracing::warn!(event_id = %pdu.event_id(), %error, "directory record skipped");
+        }
     }
 }
 
