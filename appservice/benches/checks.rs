@@ -44,16 +44,7 @@ fn room_events(members: usize) -> Vec<Value> {
 }
 
 fn service(members: usize) -> PolicyService {
-    let config = PolicyConfig {
-        enabled: true,
-        units: vec![UnitConfig {
-            id: "state".into(),
-            parent: None,
-            name: String::new(),
-            requires_workspace_approval: false,
-        }],
-        ..PolicyConfig::default()
-    };
+    let config = PolicyConfig::enabled_with(vec![UnitConfig::new("state", None)]);
     let service = PolicyService::new(config, "x").unwrap();
     service.apply_member("@alice:x", UserRecord::new(Tier::Agent, "state")).unwrap();
     for i in 0..members {

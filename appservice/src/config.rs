@@ -120,6 +120,25 @@ pub struct UnitConfig {
     pub requires_workspace_approval: bool,
 }
 
+impl UnitConfig {
+    /// A unit with no name of its own and no approval needed for workspaces.
+    pub fn new(id: &str, parent: Option<&str>) -> Self {
+        Self {
+            id: id.to_owned(),
+            parent: parent.map(str::to_owned),
+            name: String::new(),
+            requires_workspace_approval: false,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The policy enabled over `units`, with the defaults for everything else.
+    pub fn enabled_with(units: Vec<UnitConfig>) -> Self {
+        Self { enabled: true, units, ..Self::default() }
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {

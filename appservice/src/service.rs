@@ -227,24 +227,10 @@ mod tests {
     use crate::UnitConfig;
 
     fn service() -> PolicyService {
-        let config = PolicyConfig {
-            enabled: true,
-            units: vec![
-                UnitConfig {
-                    id: "state".into(),
-                    parent: None,
-                    name: String::new(),
-                    requires_workspace_approval: false,
-                },
-                UnitConfig {
-                    id: "interior".into(),
-                    parent: Some("state".into()),
-                    name: String::new(),
-                    requires_workspace_approval: false,
-                },
-            ],
-            ..PolicyConfig::default()
-        };
+        let config = PolicyConfig::enabled_with(vec![
+            UnitConfig::new("state", None),
+            UnitConfig::new("interior", Some("state")),
+        ]);
         PolicyService::new(config, "relais.test").expect("valid bootstrap")
     }
 

@@ -16,21 +16,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 source scripts/env.sh
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/relais-policy-interop.XXXXXX")"
-log() { printf '[interop] %s\n' "$*" >&2; }
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-VENV="$CARGO_TARGET_DIR/synapse-venv"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import synapse' 2>/dev/null; then
-  log "installing matrix-synapse into $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q matrix-synapse
-fi
-"$VENV/bin/python" -c 'import synapse_http_antispam' 2>/dev/null \
-  || "$VENV/bin/pip" install -q synapse-http-antispam
-PY="$VENV/bin/python"
+# shellcheck source=lib.sh
+source scripts/interop/lib.sh
+synapse_venv synapse-http-antispam
 
 SVC_BIN="${SERVICE_BIN:-$CARGO_TARGET_DIR/release/relais-policy-service}"
 [ -n "${SERVICE_BIN:-}" ] \

@@ -324,16 +324,7 @@ mod tests {
     }
 
     fn service() -> PolicyService {
-        let config = PolicyConfig {
-            enabled: true,
-            units: vec![UnitConfig {
-                id: "state".into(),
-                parent: None,
-                name: String::new(),
-                requires_workspace_approval: false,
-            }],
-            ..PolicyConfig::default()
-        };
+        let config = PolicyConfig::enabled_with(vec![UnitConfig::new("state", None)]);
         let service = PolicyService::new(config, "x").expect("valid");
         service.apply_member("@alice:x", UserRecord::new(Tier::Agent, "state")).expect("valid");
         service.apply_member("@bob:x", UserRecord::new(Tier::Agent, "state")).expect("valid");

@@ -214,16 +214,7 @@ mod tests {
             hs_token: "h".repeat(32),
             checks_token: "c".repeat(32),
             server_name: "example.gouv.fr".into(),
-            policy: PolicyConfig {
-                enabled: true,
-                units: vec![crate::UnitConfig {
-                    id: "state".into(),
-                    parent: None,
-                    name: String::new(),
-                    requires_workspace_approval: false,
-                }],
-                ..PolicyConfig::default()
-            },
+            policy: PolicyConfig::enabled_with(vec![crate::UnitConfig::new("state", None)]),
             ..ServiceConfig::default()
         }
     }

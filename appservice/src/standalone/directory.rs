@@ -176,16 +176,7 @@ mod tests {
     use crate::{PolicyConfig, UnitConfig};
 
     fn follower() -> Follower {
-        let config = PolicyConfig {
-            enabled: true,
-            units: vec![UnitConfig {
-                id: "state".into(),
-                parent: None,
-                name: String::new(),
-                requires_workspace_approval: false,
-            }],
-            ..PolicyConfig::default()
-        };
+        let config = PolicyConfig::enabled_with(vec![UnitConfig::new("state", None)]);
         let follower = Follower::new(PolicyService::new(config, "x").expect("valid"));
         follower.units.write().insert("!unit:x".into(), "state".into());
         follower
