@@ -22,8 +22,12 @@ struct Cli {
 enum Command {
     /// Runs the service (the default).
     Serve,
-    /// Prints the application service registration file for the homeserver.
-    Registration,
+    /// Prints the application service registration file for a homeserver.
+    Registration {
+        /// Which homeserver, by server name (default: the first one).
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Checks the configuration and exits.
     CheckConfig,
     /// Records a user in the directory (tier, unit; a guest's sponsor and end), as a server admin
@@ -55,8 +59,14 @@ fn main() -> anyhow::Result<()> {
     let config =
         ServiceConfig::load(&path).with_context(|| format!("configuration {}", path.display()))?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Registration => {
-            print!("{}", config.registration_yaml());
+        Command::Registration { server } => {
+            let homeservers = config.all_homeservers();
+            let homeserver = match &server {
+                Some(name) => homeservers.iter().find(|h| &h.server_name == name),
+                None => homeservers.first(),
+            }
+            .with_context(|| format!("no homeserver {server:?} in the configuration"))?;
+            print!("{}", config.registration_yaml(homeserver));
             Ok(())
         }
         Command::CheckConfig => {

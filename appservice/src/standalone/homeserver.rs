@@ -8,7 +8,7 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use super::config::ServiceConfig;
+use super::config::HomeserverConfig;
 
 /// Everything but the unreserved characters of RFC 3986 is encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -53,9 +53,8 @@ pub fn segment(raw: &str) -> String {
 }
 
 impl Homeserver {
-    /// A client for the homeserver of `config`.
-    pub fn new(config: &ServiceConfig) -> Result<Self, HomeserverError> {
-        let timeout = Duration::from_millis(config.request_timeout_ms);
+    /// A client of `config`, whose calls may each take `timeout`.
+    pub fn new(config: &HomeserverConfig, timeout: Duration) -> Result<Self, HomeserverError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)

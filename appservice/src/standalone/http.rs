@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Shared, config::CHECKS_PATH, lookup::HttpLookup, metrics::Outcome, now_ms};
+use super::{Instance, Shared, config::CHECKS_PATH, lookup::HttpLookup, metrics::Outcome, now_ms};
 use crate::checks::{self, Callback, Check, UserMayJoinRoom};
 
 /// The arguments of `synapse-http-antispam`'s `accept_make_join`.
@@ -71,24 +71,56 @@ struct TokenQuery {
     access_token: Option<String>,
 }
 
-/// The refusal of a request without the homeserver's `hs_token` (in the `Authorization` header
-/// or, from older homeservers, the query); `None` when it has it.
-fn unauthorized_homeserver(
-    shared: &Shared,
-    headers: &HeaderMap,
-    query: &TokenQuery,
-) -> Option<Response> {
-    let presented = bearer(headers).or(query.access_token.as_deref());
-    match presented {
-        Some(token) if same_secret(token, &shared.config.hs_token) => None,
-        Some(_) => Some(error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "unknown hs_token")),
-        None => Some(error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing hs_token")),
+/// Why a request's token names no homeserver.
+#[derive(Clone, Copy)]
+enum TokenError {
+    Missing,
+    Unknown,
+}
+
+impl TokenError {
+    fn response(self, what: &str) -> Response {
+        match self {
+            Self::Missing => {
+                error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", format!("missing {what}"))
+            }
+            Self::Unknown => error(StatusCode::FORBIDDEN, "M_FORBIDDEN", format!("unknown {what}")),
+        }
     }
 }
 
+/// The index of the homeserver whose token a request presents: the `hs_token` of the
+/// application service API or the token of the policy checks. Every token is compared, in
+/// constant time.
+fn instance_by_token(
+    shared: &Shared,
+    presented: Option<&str>,
+    token_of: impl Fn(&Instance) -> &str,
+) -> Result<usize, TokenError> {
+    let presented = presented.ok_or(TokenError::Missing)?;
+    let mut found = None;
+    for (index, instance) in shared.instances.iter().enumerate() {
+        if same_secret(presented, token_of(instance)) {
+            found = Some(index);
+        }
+    }
+    found.ok_or(TokenError::Unknown)
+}
+
+/// The homeserver whose `hs_token` the request presents (in the `Authorization` header or,
+/// from older homeservers, the query).
+fn homeserver_of(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<usize, TokenError> {
+    let presented = bearer(headers).or(query.access_token.as_deref());
+    instance_by_token(shared, presented, |i| &i.server.hs_token)
+}
+
 /// Waits for the directory; the answer that the service is still starting if it takes too long.
-async fn still_starting(shared: &Shared) -> Option<Response> {
-    let mut ready = shared.ready.clone();
+async fn still_starting(instance: &Instance) -> Option<Response> {
+    let mut ready = instance.ready.clone();
     match tokio::time::timeout(READY_WAIT, ready.wait_for(|loaded| *loaded)).await {
         Ok(Ok(_)) => None,
         _ => Some(error(
@@ -106,11 +138,11 @@ async fn check(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match bearer(&headers) {
-        Some(token) if same_secret(token, &shared.config.checks_token) => {}
-        Some(_) => return error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "unknown checks token"),
-        None => return error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing checks token"),
-    }
+    let index = match instance_by_token(&shared, bearer(&headers), |i| &i.server.checks_token) {
+        Ok(index) => index,
+        Err(refused) => return refused.response("checks token"),
+    };
+    let instance = &shared.instances[index];
     let parsed = match name.as_str() {
         // `synapse-http-antispam`'s start-up ping.
         "ping" => {
@@ -155,11 +187,11 @@ async fn check(
     };
     // The bot passes every check; it answers at once, since the bot builds the directory
     // (the unit rooms) before the rest can be decided.
-    let bot = shared.follower.service().bot();
+    let bot = instance.follower.service().bot();
     if check.actor().is_some_and(|actor| actor.as_str() == bot.as_str()) {
         return Json(json!({})).into_response();
     }
-    if let Some(starting) = still_starting(&shared).await {
+    if let Some(starting) = still_starting(instance).await {
         return starting;
     }
     let callback = check.callback();
@@ -167,14 +199,15 @@ async fn check(
     let runtime = tokio::runtime::Handle::current();
     let decider = shared.clone();
     let decision = tokio::task::spawn_blocking(move || {
-        let shared = &decider;
-        let service = shared.follower.service();
+        let instance = &decider.instances[index];
+        let service = instance.follower.service();
         let lookup =
-            HttpLookup::new(&shared.homeserver, service, &shared.config.server_name, runtime);
+            HttpLookup::new(&instance.homeserver, service, &instance.server.server_name, runtime);
         checks::decide(service, &lookup, &check, now_ms())
     })
     .await;
-    let count = |outcome| shared.metrics.check(&name, outcome, started.elapsed());
+    let server = instance.server.server_name.as_str();
+    let count = |outcome| shared.metrics.check(server, &name, outcome, started.elapsed());
     match decision {
         Ok(Ok(relais_policy::Decision::Allow)) => {
             count(Outcome::Allowed);
@@ -212,9 +245,10 @@ async fn transaction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = unauthorized_homeserver(&shared, &headers, &query) {
-        return refused;
-    }
+    let instance = match homeserver_of(&shared, &headers, &query) {
+        Ok(index) => &shared.instances[index],
+        Err(refused) => return refused.response("hs_token"),
+    };
     let transaction: Transaction = match serde_json::from_slice(&body) {
         Ok(t) => t,
         Err(e) => {
@@ -225,10 +259,10 @@ async fn transaction(
             );
         }
     };
-    if let Some(starting) = still_starting(&shared).await {
+    if let Some(starting) = still_starting(instance).await {
         return starting;
     }
-    let changed = transaction.events.iter().filter(|event| shared.follower.apply(event)).count();
+    let changed = transaction.events.iter().filter(|event| instance.follower.apply(event)).count();
     shared.metrics.transaction(changed);
     if changed > 0 {
         tracing::info!(txn_id, records = changed, "directory updated");
@@ -242,8 +276,10 @@ async fn ping(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    unauthorized_homeserver(&shared, &headers, &query)
-        .unwrap_or_else(|| Json(json!({})).into_response())
+    match homeserver_of(&shared, &headers, &query) {
+        Ok(_) => Json(json!({})).into_response(),
+        Err(refused) => refused.response("hs_token"),
+    }
 }
 
 /// `GET /_matrix/app/v1/users/{userId}` and `/rooms/{alias}`: the service creates no users or
@@ -253,15 +289,15 @@ async fn nothing_on_demand(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = unauthorized_homeserver(&shared, &headers, &query) {
-        return refused;
+    if let Err(refused) = homeserver_of(&shared, &headers, &query) {
+        return refused.response("hs_token");
     }
     error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "the policy service creates nothing on demand")
 }
 
-/// `GET /health`: whether the directory is loaded.
+/// `GET /health`: whether every homeserver's directory is loaded.
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
-    let loaded = *shared.ready.borrow();
+    let loaded = shared.instances.iter().all(|i| *i.ready.borrow());
     let status = if loaded { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({ "directory_loaded": loaded }))).into_response()
 }
@@ -269,8 +305,15 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 /// `GET /metrics`: Prometheus's text format, without authentication, like `/health` (bind the
 /// service to a private address).
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let users = shared.follower.service().directory().parts().users.len();
-    let text = shared.metrics.render(users, *shared.ready.borrow());
+    let directories: Vec<_> = shared
+        .instances
+        .iter()
+        .map(|i| {
+            let users = i.follower.service().directory().parts().users.len();
+            (i.server.server_name.clone(), users, *i.ready.borrow())
+        })
+        .collect();
+    let text = shared.metrics.render(&directories);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -26,20 +26,26 @@ impl Outcome {
     }
 }
 
+/// A check's counter key: the homeserver that asked, the callback and the outcome.
+type CheckKey = (String, String, Outcome);
+
+/// How many checks, and their total time in seconds.
+type CheckCount = (u64, f64);
+
 /// The counters.
 #[derive(Default)]
 pub struct Metrics {
-    /// Checks by (callback, outcome): how many and their total time in seconds.
-    checks: Mutex<BTreeMap<(String, Outcome), (u64, f64)>>,
+    /// Checks by (homeserver, callback, outcome): how many and their total time in seconds.
+    checks: Mutex<BTreeMap<CheckKey, CheckCount>>,
     /// Transactions received from the homeserver, and directory records they changed.
     transactions: Mutex<(u64, u64)>,
 }
 
 impl Metrics {
-    /// Counts a check.
-    pub fn check(&self, callback: &str, outcome: Outcome, took: Duration) {
+    /// Counts a check a homeserver asked.
+    pub fn check(&self, server: &str, callback: &str, outcome: Outcome, took: Duration) {
         let mut checks = self.checks.lock();
-        let entry = checks.entry((callback.to_owned(), outcome)).or_default();
+        let entry = checks.entry((server.to_owned(), callback.to_owned(), outcome)).or_default();
         entry.0 += 1;
         entry.1 += took.as_secs_f64();
     }
@@ -51,8 +57,9 @@ impl Metrics {
         transactions.1 += u64::try_from(records).unwrap_or(u64::MAX);
     }
 
-    /// The text of `/metrics`, with `users` records and `loaded` the directory's state.
-    pub fn render(&self, users: usize, loaded: bool) -> String {
+    /// The text of `/metrics`, with each homeserver's directory: its users and whether it is
+    /// loaded.
+    pub fn render(&self, directories: &[(String, usize, bool)]) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -60,11 +67,11 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE relais_policy_service_checks_total counter");
         let checks = self.checks.lock().clone();
-        for ((callback, outcome), (count, _)) in &checks {
+        for ((server, callback, outcome), (count, _)) in &checks {
             let outcome = outcome.as_str();
             let _ = writeln!(
                 out,
-                "relais_policy_service_checks_total{{callback=\"{callback}\",outcome=\"{outcome}\"}} {count}"
+                "relais_policy_service_checks_total{{server=\"{server}\",callback=\"{callback}\",outcome=\"{outcome}\"}} {count}"
             );
         }
         let _ = writeln!(
@@ -72,11 +79,11 @@ impl Metrics {
             "# HELP relais_policy_service_check_seconds_total Time spent answering checks."
         );
         let _ = writeln!(out, "# TYPE relais_policy_service_check_seconds_total counter");
-        for ((callback, outcome), (_, seconds)) in &checks {
+        for ((server, callback, outcome), (_, seconds)) in &checks {
             let outcome = outcome.as_str();
             let _ = writeln!(
                 out,
-                "relais_policy_service_check_seconds_total{{callback=\"{callback}\",outcome=\"{outcome}\"}} {seconds:.6}"
+                "relais_policy_service_check_seconds_total{{server=\"{server}\",callback=\"{callback}\",outcome=\"{outcome}\"}} {seconds:.6}"
             );
         }
         let (transactions, records) = *self.transactions.lock();
@@ -85,9 +92,20 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE relais_policy_service_directory_updates_total counter");
         let _ = writeln!(out, "relais_policy_service_directory_updates_total {records}");
         let _ = writeln!(out, "# TYPE relais_policy_service_directory_users gauge");
-        let _ = writeln!(out, "relais_policy_service_directory_users {users}");
+        for (server, users, _) in directories {
+            let _ = writeln!(
+                out,
+                "relais_policy_service_directory_users{{server=\"{server}\"}} {users}"
+            );
+        }
         let _ = writeln!(out, "# TYPE relais_policy_service_directory_loaded gauge");
-        let _ = writeln!(out, "relais_policy_service_directory_loaded {}", u8::from(loaded));
+        for (server, _, loaded) in directories {
+            let loaded = u8::from(*loaded);
+            let _ = writeln!(
+                out,
+                "relais_policy_service_directory_loaded{{server=\"{server}\"}} {loaded}"
+            );
+        }
         out
     }
 }
@@ -99,18 +117,19 @@ mod tests {
     #[test]
     fn checks_are_counted_by_callback_and_outcome() {
         let metrics = Metrics::default();
-        metrics.check("user_may_invite", Outcome::Refused, Duration::from_millis(2));
-        metrics.check("user_may_invite", Outcome::Refused, Duration::from_millis(3));
-        metrics.check("user_may_join_room", Outcome::Allowed, Duration::from_millis(1));
+        metrics.check("x", "user_may_invite", Outcome::Refused, Duration::from_millis(2));
+        metrics.check("x", "user_may_invite", Outcome::Refused, Duration::from_millis(3));
+        metrics.check("x", "user_may_join_room", Outcome::Allowed, Duration::from_millis(1));
         metrics.transaction(2);
-        let text = metrics.render(7, true);
+        let text = metrics.render(&[("x".into(), 7, true)]);
         assert!(text.contains(
-            "relais_policy_service_checks_total{callback=\"user_may_invite\",outcome=\"refused\"} 2"
+            "relais_policy_service_checks_total{server=\"x\",callback=\"user_may_invite\",outcome=\"refused\"} 2"
         ));
         assert!(text.contains(
-            "relais_policy_service_check_seconds_total{callback=\"user_may_invite\",outcome=\"refused\"} 0.005000"
+            "relais_policy_service_check_seconds_total{server=\"x\",callback=\"user_may_invite\",outcome=\"refused\"} 0.005000"
         ));
-        assert!(text.contains("relais_policy_service_directory_users 7"));
+        assert!(text.contains("relais_policy_service_directory_users{server=\"x\"} 7"));
+        assert!(text.contains("relais_policy_service_directory_loaded{server=\"x\"} 1"));
         assert!(text.contains("relais_policy_service_directory_updates_total 2"));
     }
 }

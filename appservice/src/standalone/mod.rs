@@ -27,7 +27,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 
 use self::{
-    config::ServiceConfig,
+    config::{HomeserverConfig, ServiceConfig},
     directory::Follower,
     homeserver::{Homeserver, HomeserverError},
 };
@@ -55,13 +55,20 @@ pub enum StandaloneError {
     },
 }
 
+/// One homeserver the service guards: its client, its directory, and whether that is loaded.
+pub struct Instance {
+    server: HomeserverConfig,
+    homeserver: Homeserver,
+    follower: Follower,
+    /// Whether the directory is loaded: until then its requests wait.
+    ready: watch::Receiver<bool>,
+}
+
 /// What the request handlers share.
 pub struct Shared {
     config: ServiceConfig,
-    homeserver: Homeserver,
-    follower: Follower,
-    /// Whether the directory is loaded: until then requests wait.
-    ready: watch::Receiver<bool>,
+    /// The homeservers, in the configuration's order.
+    instances: Vec<Instance>,
     metrics: metrics::Metrics,
 }
 
@@ -70,44 +77,64 @@ const MAX_LOAD_RETRY: Duration = Duration::from_secs(30);
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(config: ServiceConfig) -> Result<(), StandaloneError> {
-    let homeserver = Homeserver::new(&config)?;
-    let follower = Follower::new(PolicyService::new(config.policy.clone(), &config.server_name)?);
-    let (loaded, ready) = watch::channel(false);
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let mut instances = Vec::new();
+    let mut loaders = Vec::new();
+    for server in config.all_homeservers() {
+        let homeserver = Homeserver::new(&server, timeout)?;
+        let service =
+            PolicyService::new(config.policy_for(&server.server_name), &server.server_name)?;
+        let (loaded, ready) = watch::channel(false);
+        loaders.push(loaded);
+        instances.push(Instance { server, homeserver, follower: Follower::new(service), ready });
+    }
     let address = config.listen;
     let metrics = metrics::Metrics::default();
-    let shared = Arc::new(Shared { config, homeserver, follower, ready, metrics });
+    let shared = Arc::new(Shared { config, instances, metrics });
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| StandaloneError::Listen { address, error })?;
-    tracing::info!(%address, "relais-policy-service listening");
-    // Listening first: the homeserver's transactions wait for the directory instead of failing.
-    tokio::spawn(load_directory(shared.clone(), loaded));
+    tracing::info!(%address, homeservers = shared.instances.len(), "relais-policy-service listening");
+    // Listening first: the homeservers' transactions wait for their directory instead of failing.
+    for (index, loaded) in loaders.into_iter().enumerate() {
+        tokio::spawn(load_directory(shared.clone(), index, loaded));
+    }
     axum::serve(listener, http::router(shared))
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|error| StandaloneError::Listen { address, error })
 }
 
-/// Reads the directory, retrying until the homeserver has the unit rooms, then tells the
-/// homeserver the service is up (a ping), so that events queued meanwhile come at once.
-async fn load_directory(shared: Arc<Shared>, loaded: watch::Sender<bool>) {
+/// Registers the bot and reads the directory of the `index`th homeserver (creating the unit
+/// rooms it does not have yet), retrying until both work, then tells the homeserver the service
+/// is up (a ping), so that events queued meanwhile come at once.
+async fn load_directory(shared: Arc<Shared>, index: usize, loaded: watch::Sender<bool>) {
+    let Some(instance) = shared.instances.get(index) else { return };
+    let server = instance.server.server_name.as_str();
     let mut wait = Duration::from_secs(1);
+    let bot = &shared.config.policy.bot_localpart;
     loop {
-        match shared.follower.load(&shared.homeserver, &shared.config.server_name).await {
+        if let Err(error) = instance.homeserver.register_bot(bot).await {
+            tracing::warn!(server, %error, retry_in_secs = wait.as_secs(), "the bot is not registered");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(MAX_LOAD_RETRY);
+            continue;
+        }
+        match instance.follower.load(&instance.homeserver, server).await {
             Ok(records) => {
-                tracing::info!(records, "policy directory loaded");
+                tracing::info!(server, records, "policy directory loaded");
                 loaded.send_replace(true);
                 break;
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_secs = wait.as_secs(), "directory not loaded");
+                tracing::warn!(server, %error, retry_in_secs = wait.as_secs(), "directory not loaded");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(MAX_LOAD_RETRY);
             }
         }
     }
-    if let Err(error) = shared.homeserver.ping().await {
-        tracing::warn!(%error, "the homeserver could not ping this service");
+    if let Err(error) = instance.homeserver.ping().await {
+        tracing::warn!(server, %error, "the homeserver could not ping this service");
     }
 }
 

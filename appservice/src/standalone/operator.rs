@@ -39,10 +39,19 @@ pub async fn record_member(
     config: &ServiceConfig,
     member: NewMember,
 ) -> Result<(), StandaloneError> {
-    let homeserver = Homeserver::new(config)?;
+    // The homeserver of the user's server.
+    let server_name = member.user.split_once(':').map_or("", |(_, server)| server);
+    let server = config.homeserver(server_name).ok_or_else(|| {
+        StandaloneError::Invalid(format!(
+            "{} is not a user of a homeserver this service guards",
+            member.user
+        ))
+    })?;
+    let timeout = std::time::Duration::from_millis(config.request_timeout_ms);
+    let homeserver = Homeserver::new(&server, timeout)?;
     homeserver.register_bot(&config.policy.bot_localpart).await?;
-    let follower = Follower::new(PolicyService::new(config.policy.clone(), &config.server_name)?);
-    follower.load(&homeserver, &config.server_name).await.map_err(|e| match e {
+    let follower = Follower::new(PolicyService::new(config.policy_for(server_name), server_name)?);
+    follower.load(&homeserver, server_name).await.map_err(|e| match e {
         LoadError::Homeserver(e) => StandaloneError::Homeserver(e),
     })?;
     let record = match (member.tier, &member.sponsor, member.expires_at_ms) {
@@ -56,12 +65,6 @@ pub async fn record_member(
         }
         (tier, _, _) => UserRecord::new(tier, member.unit.as_str()),
     };
-    if !member.user.ends_with(&format!(":{}", config.server_name)) {
-        return Err(StandaloneError::Invalid(format!(
-            "{} is not a user of {}",
-            member.user, config.server_name
-        )));
-    }
     // The same checks as every record: refused, the directory stays as it was.
     follower.service().apply_member(&member.user, record.clone())?;
     let room = follower
@@ -71,7 +74,7 @@ pub async fn record_member(
     let content =
         serde_json::to_value(&record).map_err(|e| StandaloneError::Invalid(e.to_string()))?;
     homeserver.put_state(&room, names::MEMBER, key, &content).await?;
-    let bot = config.bot();
+    let bot = config.bot(server_name);
     let audit = AuditEntry {
         action: "set_member".into(),
         actor: bot.as_str().into(),

@@ -26,8 +26,21 @@ struct PolicyService {
 
 impl PolicyService {
     fn write_config(dir: &Path, port: u16, homeserver: &str) -> std::path::PathBuf {
+        Self::write_config_for(dir, port, homeserver, &[])
+    }
+
+    /// The configuration of a service for the homeserver `localhost` at `homeserver` and, after
+    /// it, `more` homeservers: (server name, URL), whose tokens end with their position.
+    fn write_config_for(
+        dir: &Path,
+        port: u16,
+        homeserver: &str,
+        more: &[(&str, &str)],
+    ) -> std::path::PathBuf {
         let path = dir.join("policy-service.toml");
-        let config = format!(
+        let mut admins = vec!["\"@root:localhost\"".to_owned()];
+        admins.extend(more.iter().map(|(name, _)| format!("\"@root:{name}\"")));
+        let mut config = format!(
             "homeserver_url = \"{homeserver}\"\n\
              server_name = \"localhost\"\n\
              listen = \"127.0.0.1:{port}\"\n\
@@ -38,8 +51,16 @@ impl PolicyService {
              [policy]\n\
              enabled = true\n\
              units = {UNITS}\n\
-             server_admins = [\"@root:localhost\"]\n"
+             server_admins = [{}]\n",
+            admins.join(", ")
         );
+        for (i, (name, url)) in more.iter().enumerate() {
+            config.push_str(&format!(
+                "[[homeservers]]\nhomeserver_url = \"{url}\"\nserver_name = \"{name}\"\n\
+                 as_token = \"{AS_TOKEN}-{i}\"\nhs_token = \"{HS_TOKEN}-{i}\"\n\
+                 checks_token = \"{CHECKS_TOKEN}-{i}\"\n"
+            ));
+        }
         std::fs::write(&path, config).expect("write the service's configuration");
         path
     }
@@ -243,11 +264,14 @@ async fn the_standalone_policy_service_answers_the_checks() {
         .expect("metrics");
     assert!(
         metrics.contains(
-            "relais_policy_service_checks_total{callback=\"user_may_send_state_event\",outcome=\"refused\"} 1"
+            "relais_policy_service_checks_total{server=\"localhost\",callback=\"user_may_send_state_event\",outcome=\"refused\"} 1"
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("relais_policy_service_directory_loaded 1"), "{metrics}");
+    assert!(
+        metrics.contains("relais_policy_service_directory_loaded{server=\"localhost\"} 1"),
+        "{metrics}"
+    );
 
     // The service's endpoints want their tokens.
     let http = reqwest::Client::new();
@@ -266,4 +290,77 @@ async fn the_standalone_policy_service_answers_the_checks() {
         .await
         .expect("service reachable");
     assert_eq!(forged.status(), 403);
+}
+
+/// The registration file of the service for `server`, from its own command.
+fn registration(config: &Path, server: &str, into: &Path) -> String {
+    let output = Command::new(policy_service_binary())
+        .arg("--config")
+        .arg(config)
+        .args(["registration", "--server", server])
+        .output()
+        .expect("relais-policy-service registration");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::write(into, &output.stdout).expect("write the registration");
+    format!("[\"{}\"]", into.display())
+}
+
+/// A homeserver named `name` whose checks go to the service at `port` with the tokens of
+/// position `i` (none for the first homeserver).
+fn external_homeserver(name: &str, port: u16, files: &str, token_suffix: &str) -> TestServer {
+    let checks_url = format!("http://127.0.0.1:{port}/_relais/policy/v1/check");
+    let token = format!("{CHECKS_TOKEN}{token_suffix}");
+    let admins = format!("[\"@root:{name}\"]");
+    TestServer::start_with(&[
+        ("RELAIS_SERVER_NAME", name),
+        ("RELAIS_POLICY__ENABLED", "true"),
+        ("RELAIS_POLICY__UNITS", UNITS),
+        ("RELAIS_POLICY__SERVER_ADMINS", admins.as_str()),
+        ("RELAIS_POLICY__CHECKS", "external"),
+        ("RELAIS_POLICY_CHECKS__URL", checks_url.as_str()),
+        ("RELAIS_POLICY_CHECKS__TOKEN", token.as_str()),
+        ("RELAIS_APPSERVICES__REGISTRATION_FILES", files),
+    ])
+}
+
+#[tokio::test]
+async fn one_service_guards_two_homeservers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let placeholder = "http://127.0.0.1:1";
+    let more = [("other.test", placeholder)];
+    let config = PolicyService::write_config_for(dir.path(), port, placeholder, &more);
+    let files_a = registration(&config, "localhost", &dir.path().join("a.yaml"));
+    let files_b = registration(&config, "other.test", &dir.path().join("b.yaml"));
+    let a = external_homeserver("localhost", port, &files_a, "");
+    let b = external_homeserver("other.test", port, &files_b, "-0");
+    let config =
+        PolicyService::write_config_for(dir.path(), port, &a.url, &[("other.test", &b.url)]);
+    let service = PolicyService::start(config, port);
+    service.ready().await;
+
+    // On each homeserver, its own directory decides: an agent's room refuses a public agent.
+    for (server, name) in [(&a, "localhost"), (&b, "other.test")] {
+        let mut root = server.client();
+        root.register("root", "pw-pw-pw-pw").await;
+        create_account(&root, "alice", "agent", "interior").await.ok();
+        create_account(&root, "bob", "public", "interior").await.ok();
+        let alice = login(server, "alice").await;
+        let room = alice.create_room(json!({ "name": "Crisis cell" })).await;
+        let bob = format!("@bob:{name}");
+        let denied = eventually(403, || invite(&alice, &room, &bob)).await.body;
+        assert_eq!(rule(&denied), "M1", "{name}: {denied}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", service.url))
+        .await
+        .expect("service reachable")
+        .text()
+        .await
+        .expect("metrics");
+    for name in ["localhost", "other.test"] {
+        let refused = format!(
+            "relais_policy_service_checks_total{{server=\"{name}\",callback=\"user_may_invite\",outcome=\"refused\"}}"
+        );
+        assert!(metrics.contains(&refused), "{metrics}");
+    }
 }
