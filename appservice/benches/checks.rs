@@ -4,11 +4,7 @@
 //!
 //! `cargo bench -p relais-appservice --bench checks`
 
-#![allow(
-    clippy::unwrap_used,
-    missing_docs,
-    reason = "a benchmark; a failed unwrap is a failed run"
-)]
+#![allow(missing_docs, reason = "a benchmark")]
 
 use std::hint::black_box;
 
@@ -45,15 +41,15 @@ fn room_events(members: usize) -> Vec<Value> {
 
 fn service(members: usize) -> PolicyService {
     let config = PolicyConfig::enabled_with(vec![UnitConfig::new("state", None)]);
-    let service = PolicyService::new(config, "x").unwrap();
-    service.apply_member("@alice:x", UserRecord::new(Tier::Agent, "state")).unwrap();
+    let service = PolicyService::new(config, "x").expect("valid configuration");
+    service.apply_member("@alice:x", UserRecord::new(Tier::Agent, "state")).expect("valid record");
     for i in 0..members {
         let tier = if i % 3 == 0 { Tier::Guest } else { Tier::Public };
         let mut record = UserRecord::new(tier, "state");
         if tier == Tier::Guest {
             record = UserRecord::guest("state", "@alice:x", u64::MAX);
         }
-        service.apply_member(&format!("@u{i}:x"), record).unwrap();
+        service.apply_member(&format!("@u{i}:x"), record).expect("valid record");
     }
     service
 }
@@ -66,7 +62,7 @@ struct InMemory<'a> {
 }
 
 fn parse(body: &[u8]) -> RoomState {
-    let mut answer: Value = serde_json::from_slice(body).unwrap();
+    let mut answer: Value = serde_json::from_slice(body).expect("JSON");
     match answer.get_mut("state").map(Value::take) {
         Some(Value::Array(events)) => RoomState::from_events(events),
         _ => RoomState::default(),
@@ -100,7 +96,7 @@ impl Lookup for InMemory<'_> {
 }
 
 fn checks(c: &mut Criterion) {
-    let body = serde_json::to_vec(&json!({ "state": room_events(MEMBERS) })).unwrap();
+    let body = serde_json::to_vec(&json!({ "state": room_events(MEMBERS) })).expect("JSON");
     let service = service(MEMBERS);
     c.bench_function("standalone: room state of 1000 members (JSON) -> facts", |b| {
         b.iter(|| {
@@ -115,12 +111,16 @@ fn checks(c: &mut Criterion) {
         room_id: owned_room_id!("!room:x"),
     });
     c.bench_function("standalone: decide user_may_invite (1000 members, 1000 users)", |b| {
-        b.iter(|| black_box(checks::decide(&service, &lookup, black_box(&invite), 1).unwrap()))
+        b.iter(|| {
+            black_box(checks::decide(&service, &lookup, black_box(&invite), 1).expect("decided"))
+        })
     });
-    let small = serde_json::to_vec(&json!({ "state": room_events(10) })).unwrap();
+    let small = serde_json::to_vec(&json!({ "state": room_events(10) })).expect("JSON");
     let lookup = InMemory { body: &small, service: &service };
     c.bench_function("standalone: decide user_may_invite (10 members, 1000 users)", |b| {
-        b.iter(|| black_box(checks::decide(&service, &lookup, black_box(&invite), 1).unwrap()))
+        b.iter(|| {
+            black_box(checks::decide(&service, &lookup, black_box(&invite), 1).expect("decided"))
+        })
     });
 }
 

@@ -14,14 +14,6 @@ use serde_json::Value;
 use super::homeserver::{Homeserver, HomeserverError};
 use crate::{PolicyService, records::names};
 
-/// Why the directory could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The homeserver failed.
-    #[error(transparent)]
-    Homeserver(#[from] HomeserverError),
-}
-
 /// The directory as this service follows it.
 pub struct Follower {
     service: PolicyService,
@@ -55,7 +47,7 @@ impl Follower {
         &self,
         homeserver: &Homeserver,
         server_name: &str,
-    ) -> Result<usize, LoadError> {
+    ) -> Result<usize, HomeserverError> {
         let mut events = Vec::new();
         let mut rooms: HashMap<String, String> = HashMap::new();
         for unit in self.units_parents_first() {
@@ -108,7 +100,7 @@ impl Follower {
         unit: &crate::UnitConfig,
         parent: Option<&str>,
         server_name: &str,
-    ) -> Result<String, LoadError> {
+    ) -> Result<String, HomeserverError> {
         let name = if unit.name.is_empty() { unit.id.as_str() } else { unit.name.as_str() };
         let request = serde_json::json!({
             "name": name,

@@ -5,12 +5,7 @@
 use relais_policy::{Tier, UserRecord};
 use serde_json::json;
 
-use super::{
-    StandaloneError,
-    config::ServiceConfig,
-    directory::{Follower, LoadError},
-    homeserver::Homeserver,
-};
+use super::{StandaloneError, config::ServiceConfig, directory::Follower, homeserver::Homeserver};
 use crate::{
     PolicyService,
     records::{AuditEntry, names},
@@ -51,9 +46,7 @@ pub async fn record_member(
     let homeserver = Homeserver::new(&server, timeout)?;
     homeserver.register_bot(&config.policy.bot_localpart).await?;
     let follower = Follower::new(PolicyService::new(config.policy_for(server_name), server_name)?);
-    follower.load(&homeserver, server_name).await.map_err(|e| match e {
-        LoadError::Homeserver(e) => StandaloneError::Homeserver(e),
-    })?;
+    follower.load(&homeserver, server_name).await?;
     let record = match (member.tier, &member.sponsor, member.expires_at_ms) {
         (Tier::Guest, Some(sponsor), Some(expires)) => {
             UserRecord::guest(member.unit.as_str(), sponsor.as_str(), expires)

@@ -57,6 +57,18 @@ pub(crate) async fn register_without_invitation(server: &TestServer, username: &
     client.post("/_matrix/client/v3/register", with_auth).await
 }
 
+/// A policy server with root, alice (agent) and bob (public agent) of the interior; root's and
+/// alice's clients.
+async fn with_alice_and_bob() -> (TestServer, Client, Client) {
+    let server = start();
+    let mut root = server.client();
+    root.register("root", "pw-pw-pw-pw").await;
+    create_account(&root, "alice", "agent", "interior").await.ok();
+    create_account(&root, "bob", "public", "interior").await.ok();
+    let alice = login(&server, "alice").await;
+    (server, root, alice)
+}
+
 fn rule(body: &Value) -> &str {
     body["fr.relais.rule"].as_str().unwrap_or_default()
 }
@@ -375,12 +387,7 @@ async fn the_bot_answers_delegated_admins_in_their_unit_room() {
 
 #[tokio::test]
 async fn a_space_made_with_create_room_is_a_workspace_the_bot_can_recover() {
-    let server = start();
-    let mut root = server.client();
-    root.register("root", "pw-pw-pw-pw").await;
-    create_account(&root, "alice", "agent", "interior").await.ok();
-    create_account(&root, "bob", "public", "interior").await.ok();
-    let alice = login(&server, "alice").await;
+    let (server, _root, alice) = with_alice_and_bob().await;
     let bob = login(&server, "bob").await;
     let space = alice
         .create_room(json!({ "name": "Floods", "creation_content": { "type": "m.space" } }))
@@ -448,12 +455,7 @@ async fn guests_and_sponsors_are_reminded_once_before_the_account_ends() {
 
 #[tokio::test]
 async fn a_refused_invitation_is_explained_in_a_notice() {
-    let server = start();
-    let mut root = server.client();
-    root.register("root", "pw-pw-pw-pw").await;
-    create_account(&root, "alice", "agent", "interior").await.ok();
-    create_account(&root, "bob", "public", "interior").await.ok();
-    let alice = login(&server, "alice").await;
+    let (_server, _root, alice) = with_alice_and_bob().await;
     let room = alice.create_room(json!({ "name": "Crisis cell" })).await;
     let denied = invite(&alice, &room, "@bob:localhost").await.err(403, "M_FORBIDDEN");
     assert_eq!(rule(&denied), "M1", "{denied}");

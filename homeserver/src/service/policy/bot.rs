@@ -43,12 +43,14 @@ impl PolicyBot {
 
 impl EventHook for PolicyBot {
     fn event_written(&self, _: &Rooms, pdu: &PduEvent) {
+        // Every event written passes here: only the bot's state events and messages go on.
+        let is_message = *pdu.kind() == TimelineEventType::RoomMessage;
+        if pdu.state_key().is_none() && !is_message {
+            return;
+        }
         let Some(services) = self.services.upgrade() else { return };
         if let Some(key) = pdu.state_key() {
             services.follow_directory_event(pdu, key);
-            return;
-        }
-        if *pdu.kind() != TimelineEventType::RoomMessage {
             return;
         }
         let Ok(content) = serde_json::from_str::<Value>(pdu.fields.content.get()) else { return };
@@ -80,10 +82,11 @@ impl Services {
     /// standalone `relais-policy-service` writing through the client API): the index follows
     /// the rooms, whoever wrote them. Applying a record twice changes nothing.
     fn follow_directory_event(&self, pdu: &PduEvent, state_key: &str) {
+        if pdu.sender().as_str() != self.policy.service.bot().as_str() {
+            return;
+        }
         let kind = pdu.kind().to_string();
-        if ![names::MEMBER, names::DELEGATION, names::INVITATION].contains(&kind.as_str())
-            || pdu.sender().as_str() != self.policy.service.bot().as_str()
-        {
+        if ![names::MEMBER, names::DELEGATION, names::INVITATION].contains(&kind.as_str()) {
             return;
         }
         let Some(unit) = self.unit_of_room(pdu.room_id()) else { return };

@@ -397,7 +397,10 @@ mod tests {
 
     #[test]
     fn addresses_and_secrets_are_checked() {
-        assert_eq!(normalize(" Alice@Interieur.Gouv.FR ").unwrap(), "alice@interieur.gouv.fr");
+        assert_eq!(
+            normalize(" Alice@Interieur.Gouv.FR ").expect("an address"),
+            "alice@interieur.gouv.fr"
+        );
         assert!(normalize("not an address").is_err());
         assert!(check_client_secret("abc.DEF=_-123").is_ok());
         assert!(check_client_secret("").is_err());
